@@ -1,0 +1,602 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/payonce/payonce/services/coordinator"
+)
+
+// RequestRetention is how long, in log time, the outcome of an acquire whose
+// lease has expired is remembered, so that a late retry of that acquire is
+// told "your lease ended" instead of silently taking the lock again.
+const RequestRetention = time.Minute
+
+// Result is what applying one command produced.
+type Result struct {
+	// Lease is the granted or extended lease.
+	Lease *coordinator.Lease
+	// Queued is true when an acquire joined the lock's waiting line.
+	Queued bool
+	// Members is the service's membership after a register/deregister.
+	Members *coordinator.Members
+	// Err is the domain error, if the command was refused; a refused command
+	// changes nothing but the log clock.
+	Err error
+}
+
+// Machine is the replicated state. Apply is called by one goroutine (Raft's
+// FSM goroutine, or a test); reads may come from any goroutine.
+type Machine struct {
+	mu      sync.RWMutex
+	st      state
+	changed chan struct{} // closed and replaced after every Apply
+}
+
+// state is everything that is replicated; it is what a snapshot stores, and
+// its JSON encoding is canonical (encoding/json sorts map keys), which makes
+// it usable for hashing replicas against each other.
+type state struct {
+	// Index is the Raft index of the last applied entry.
+	Index uint64 `json:"index"`
+	Clock clock  `json:"clock"`
+	// LastToken is the highest fencing token granted so far.
+	LastToken uint64              `json:"last_token"`
+	Locks     map[string]*lock    `json:"locks"`
+	Requests  map[string]*request `json:"requests"`
+	Services  map[string]*service `json:"services"`
+}
+
+// clock is the machine's log time. Term is the Raft term of the last applied
+// entry; Offset converts that term's leader clock to log time.
+type clock struct {
+	Term   uint64 `json:"term"`
+	Offset int64  `json:"offset"`
+	Now    int64  `json:"now"`
+}
+
+// advance moves log time to the entry's stamp. A new term rebases: log time
+// continues from where it was, and the new leader's clock only counts from
+// its first entry on.
+func (c *clock) advance(term uint64, leaderNow int64) {
+	if term != c.Term {
+		c.Term = term
+		c.Offset = leaderNow - c.Now
+	}
+	if t := leaderNow - c.Offset; t > c.Now {
+		c.Now = t // never backwards, even if proposals race within a term
+	}
+}
+
+type lock struct {
+	Holder  *lease   `json:"holder,omitempty"`
+	Waiters []waiter `json:"waiters,omitempty"`
+}
+
+type lease struct {
+	ID        string `json:"id"`
+	RequestID string `json:"rid"`
+	Owner     string `json:"owner,omitempty"`
+	Token     uint64 `json:"token"`
+	TTL       int64  `json:"ttl"`
+	Deadline  int64  `json:"deadline"`
+}
+
+type waiter struct {
+	RequestID string `json:"rid"`
+	Owner     string `json:"owner,omitempty"`
+	TTL       int64  `json:"ttl"`
+	Until     int64  `json:"until"`
+}
+
+// request remembers what an acquire request id led to.
+type request struct {
+	Lock    string `json:"lock"`
+	LeaseID string `json:"lease,omitempty"` // empty while queued
+	// EndedAt is the log time at which the lease (or the wait) ended; zero
+	// while it is live.
+	EndedAt int64 `json:"ended,omitempty"`
+}
+
+type service struct {
+	Version uint64             `json:"version"`
+	Members map[string]*member `json:"members"`
+}
+
+type member struct {
+	Addr     string `json:"addr"`
+	TTL      int64  `json:"ttl"`
+	Deadline int64  `json:"deadline"`
+}
+
+// New returns an empty machine.
+func New() *Machine {
+	return &Machine{st: emptyState(), changed: make(chan struct{})}
+}
+
+func emptyState() state {
+	return state{Locks: map[string]*lock{}, Requests: map[string]*request{}, Services: map[string]*service{}}
+}
+
+// Apply applies the command of the log entry at index, written in term. It
+// is deterministic: the result and the new state depend only on the old state
+// and the arguments.
+func (m *Machine) Apply(index, term uint64, cmd Command) Result {
+	m.mu.Lock()
+	defer m.notify()
+	defer m.mu.Unlock()
+	s := &m.st
+	s.Index = index
+	s.Clock.advance(term, cmd.Now)
+	now := s.Clock.Now
+	switch cmd.Op {
+	case OpTick:
+		s.sweep(index, now)
+		return Result{}
+	case OpAcquire:
+		return s.acquire(index, now, cmd)
+	case OpKeepAlive:
+		return s.keepAlive(index, now, cmd)
+	case OpRelease:
+		return s.release(index, now, cmd)
+	case OpCancelWait:
+		return s.cancelWait(index, now, cmd)
+	case OpRegister:
+		return s.register(index, now, cmd)
+	case OpHeartbeat:
+		return s.heartbeat(now, cmd)
+	case OpDeregister:
+		return s.deregister(index, cmd)
+	default:
+		return Result{Err: fmt.Errorf("fsm: unknown op %q", cmd.Op)}
+	}
+}
+
+// Skip records that the entry at index carried no command for the machine
+// (a Raft configuration change), so the applied index stays exact.
+func (m *Machine) Skip(index uint64) {
+	m.mu.Lock()
+	m.st.Index = index
+	m.mu.Unlock()
+	m.notify()
+}
+
+func (m *Machine) notify() {
+	m.mu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// Changed returns a channel closed at the next Apply; waiters re-read state
+// and call Changed again.
+func (m *Machine) Changed() <-chan struct{} {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.changed
+}
+
+// nextToken allocates the fencing token for a grant made by the entry at
+// index: the index itself, or one above the last token if this entry already
+// granted one.
+func (s *state) nextToken(index uint64) uint64 {
+	t := max(s.LastToken+1, index)
+	s.LastToken = t
+	return t
+}
+
+func leaseID(requestID string, token uint64) string {
+	sum := sha256.Sum256([]byte(requestID + "/" + strconv.FormatUint(token, 10)))
+	return hex.EncodeToString(sum[:12])
+}
+
+func (s *state) grant(index uint64, now int64, name string, l *lock, rid, owner string, ttl int64) *lease {
+	tok := s.nextToken(index)
+	l.Holder = &lease{ID: leaseID(rid, tok), RequestID: rid, Owner: owner, Token: tok, TTL: ttl, Deadline: now + ttl}
+	s.Requests[rid] = &request{Lock: name, LeaseID: l.Holder.ID}
+	return l.Holder
+}
+
+// endHolder ends the lock's lease and hands the lock to the first waiter that
+// is still waiting. forget drops the request record (an explicit release: the
+// client knows the outcome and will not retry).
+func (s *state) endHolder(index uint64, now int64, name string, l *lock, forget bool) {
+	if h := l.Holder; h != nil {
+		if forget {
+			delete(s.Requests, h.RequestID)
+		} else if r := s.Requests[h.RequestID]; r != nil {
+			r.EndedAt = now
+		}
+		l.Holder = nil
+	}
+	s.promote(index, now, name, l)
+}
+
+// promote grants a free lock to the first live waiter, dropping waiters whose
+// wait ran out, and deletes the lock once nobody holds or wants it.
+func (s *state) promote(index uint64, now int64, name string, l *lock) {
+	for l.Holder == nil && len(l.Waiters) > 0 {
+		w := l.Waiters[0]
+		l.Waiters = l.Waiters[1:]
+		if w.Until <= now {
+			s.endRequest(w.RequestID, now)
+			continue
+		}
+		s.grant(index, now, name, l, w.RequestID, w.Owner, w.TTL)
+	}
+	if len(l.Waiters) == 0 {
+		l.Waiters = nil
+	}
+	if l.Holder == nil && len(l.Waiters) == 0 {
+		delete(s.Locks, name)
+	}
+}
+
+func (s *state) endRequest(rid string, now int64) {
+	if r := s.Requests[rid]; r != nil {
+		r.EndedAt = now
+	}
+}
+
+// expireLock ends the lock's lease if its deadline has passed in log time.
+func (s *state) expireLock(index uint64, now int64, name string, l *lock) {
+	if l.Holder != nil && l.Holder.Deadline <= now {
+		s.endHolder(index, now, name, l, false)
+	}
+	if l.Holder == nil {
+		s.promote(index, now, name, l)
+	}
+}
+
+// sweep expires everything whose deadline has passed: leases (promoting
+// waiters), waits, registrations and old request records. Locks and services
+// are visited in sorted order so that token allocation is deterministic.
+func (s *state) sweep(index uint64, now int64) {
+	for _, name := range sortedKeys(s.Locks) {
+		l := s.Locks[name]
+		if len(l.Waiters) > 0 {
+			kept := l.Waiters[:0]
+			for _, w := range l.Waiters {
+				if w.Until > now {
+					kept = append(kept, w)
+				} else {
+					s.endRequest(w.RequestID, now)
+				}
+			}
+			l.Waiters = kept
+		}
+		s.expireLock(index, now, name, l)
+	}
+	for rid, r := range s.Requests {
+		if r.EndedAt != 0 && now-r.EndedAt >= int64(RequestRetention) {
+			delete(s.Requests, rid)
+		}
+	}
+	for _, svcName := range sortedKeys(s.Services) {
+		svc := s.Services[svcName]
+		for inst, mb := range svc.Members {
+			if mb.Deadline <= now {
+				delete(svc.Members, inst)
+				svc.Version = index
+			}
+		}
+		if len(svc.Members) == 0 {
+			delete(s.Services, svcName)
+		}
+	}
+}
+
+func (s *state) acquire(index uint64, now int64, c Command) Result {
+	req := coordinator.AcquireRequest{Lock: c.Lock, Owner: c.Owner, RequestID: c.RequestID, TTL: c.TTL, Wait: c.Wait}
+	if err := req.Validate(); err != nil {
+		return Result{Err: err}
+	}
+	l := s.Locks[c.Lock]
+	if l != nil {
+		s.expireLock(index, now, c.Lock, l)
+		l = s.Locks[c.Lock]
+	}
+	if r := s.Requests[c.RequestID]; r != nil {
+		// A retry: report what the first attempt got, and never take effect
+		// twice.
+		if r.EndedAt != 0 || r.Lock != c.Lock {
+			return Result{Err: coordinator.ErrLeaseExpired}
+		}
+		if l != nil && l.Holder != nil && l.Holder.ID == r.LeaseID && r.LeaseID != "" {
+			return Result{Lease: s.view(c.Lock, l.Holder)}
+		}
+		return Result{Queued: true}
+	}
+	if l == nil {
+		l = &lock{}
+		s.Locks[c.Lock] = l
+	}
+	if l.Holder == nil {
+		h := s.grant(index, now, c.Lock, l, c.RequestID, c.Owner, int64(c.TTL))
+		return Result{Lease: s.view(c.Lock, h)}
+	}
+	if c.Wait <= 0 {
+		return Result{Err: coordinator.ErrLockHeld}
+	}
+	l.Waiters = append(l.Waiters, waiter{RequestID: c.RequestID, Owner: c.Owner, TTL: int64(c.TTL), Until: now + int64(c.Wait)})
+	s.Requests[c.RequestID] = &request{Lock: c.Lock}
+	return Result{Queued: true}
+}
+
+// holderFor finds the lock whose current lease is leaseID, expiring it first
+// if its time is up.
+func (s *state) holderFor(index uint64, now int64, name, leaseID string) (*lock, error) {
+	l := s.Locks[name]
+	if l == nil {
+		return nil, coordinator.ErrLockNotFound
+	}
+	s.expireLock(index, now, name, l)
+	if l.Holder == nil || l.Holder.ID != leaseID {
+		return nil, coordinator.ErrLeaseNotHeld
+	}
+	return l, nil
+}
+
+func (s *state) keepAlive(index uint64, now int64, c Command) Result {
+	l, err := s.holderFor(index, now, c.Lock, c.LeaseID)
+	if err != nil {
+		return Result{Err: err}
+	}
+	l.Holder.Deadline = now + l.Holder.TTL
+	return Result{Lease: s.view(c.Lock, l.Holder)}
+}
+
+func (s *state) release(index uint64, now int64, c Command) Result {
+	l, err := s.holderFor(index, now, c.Lock, c.LeaseID)
+	if err != nil {
+		return Result{Err: err}
+	}
+	s.endHolder(index, now, c.Lock, l, true)
+	return Result{}
+}
+
+// cancelWait withdraws an acquire whose caller stopped waiting: it leaves the
+// line, or, if it was granted meanwhile, gives the lock up so that a lease
+// nobody knows about does not block the lock for a whole TTL.
+func (s *state) cancelWait(index uint64, now int64, c Command) Result {
+	l := s.Locks[c.Lock]
+	if l == nil {
+		return Result{}
+	}
+	if l.Holder != nil && l.Holder.RequestID == c.RequestID {
+		s.endHolder(index, now, c.Lock, l, true)
+		return Result{}
+	}
+	for i, w := range l.Waiters {
+		if w.RequestID == c.RequestID {
+			l.Waiters = slices.Delete(l.Waiters, i, i+1)
+			delete(s.Requests, c.RequestID)
+			break
+		}
+	}
+	s.promote(index, now, c.Lock, l)
+	return Result{}
+}
+
+func (s *state) register(index uint64, now int64, c Command) Result {
+	m := coordinator.Member{Service: c.Service, Instance: c.Instance, Addr: c.Addr, TTL: c.TTL}
+	if err := m.Validate(); err != nil {
+		return Result{Err: err}
+	}
+	svc := s.Services[c.Service]
+	if svc == nil {
+		svc = &service{Members: map[string]*member{}}
+		s.Services[c.Service] = svc
+	}
+	old := svc.Members[c.Instance]
+	if old == nil || old.Addr != c.Addr {
+		svc.Version = index
+	}
+	svc.Members[c.Instance] = &member{Addr: c.Addr, TTL: int64(c.TTL), Deadline: now + int64(c.TTL)}
+	ms := s.members(c.Service)
+	return Result{Members: &ms}
+}
+
+func (s *state) heartbeat(now int64, c Command) Result {
+	svc := s.Services[c.Service]
+	if svc == nil || svc.Members[c.Instance] == nil || svc.Members[c.Instance].Deadline <= now {
+		return Result{Err: coordinator.ErrMemberNotFound}
+	}
+	mb := svc.Members[c.Instance]
+	mb.Deadline = now + mb.TTL
+	return Result{}
+}
+
+func (s *state) deregister(index uint64, c Command) Result {
+	svc := s.Services[c.Service]
+	if svc == nil || svc.Members[c.Instance] == nil {
+		return Result{Err: coordinator.ErrMemberNotFound}
+	}
+	delete(svc.Members, c.Instance)
+	svc.Version = index
+	if len(svc.Members) == 0 {
+		// Keep the version so that long polls see the change; an empty
+		// service is dropped on the next sweep.
+		svc.Members = map[string]*member{}
+	}
+	ms := s.members(c.Service)
+	return Result{Members: &ms}
+}
+
+func (s *state) view(name string, h *lease) *coordinator.Lease {
+	return &coordinator.Lease{
+		ID: h.ID, Lock: name, Owner: h.Owner, Token: coordinator.FenceToken(h.Token),
+		TTL: time.Duration(h.TTL), Remaining: time.Duration(max(h.Deadline-s.Clock.Now, 0)),
+	}
+}
+
+func (s *state) members(name string) coordinator.Members {
+	out := coordinator.Members{Service: name, Members: []coordinator.Member{}}
+	svc := s.Services[name]
+	if svc == nil {
+		return out
+	}
+	out.Version = svc.Version
+	for _, inst := range sortedKeys(svc.Members) {
+		mb := svc.Members[inst]
+		out.Members = append(out.Members, coordinator.Member{Service: name, Instance: inst, Addr: mb.Addr, TTL: time.Duration(mb.TTL)})
+	}
+	return out
+}
+
+// Lock returns the state of a lock as of the last applied entry.
+func (m *Machine) Lock(name string) (coordinator.Lock, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	l := m.st.Locks[name]
+	if l == nil {
+		return coordinator.Lock{}, coordinator.ErrLockNotFound
+	}
+	out := coordinator.Lock{Name: name, Waiters: len(l.Waiters)}
+	if l.Holder != nil {
+		out.Holder = m.st.view(name, l.Holder)
+	}
+	return out, nil
+}
+
+// Outcome reports what the acquire with request id rid has led to so far: a
+// lease, still queued, or an error once its wait or lease has ended.
+func (m *Machine) Outcome(rid string) Result {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.st.Requests[rid]
+	if r == nil || r.EndedAt != 0 {
+		return Result{Err: coordinator.ErrLockHeld}
+	}
+	if l := m.st.Locks[r.Lock]; l != nil && l.Holder != nil && l.Holder.ID == r.LeaseID && r.LeaseID != "" {
+		return Result{Lease: m.st.view(r.Lock, l.Holder)}
+	}
+	return Result{Queued: true}
+}
+
+// Members returns a service's membership as of the last applied entry.
+func (m *Machine) Members(service string) coordinator.Members {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.members(service)
+}
+
+// Index returns the Raft index of the last applied entry.
+func (m *Machine) Index() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Index
+}
+
+// Clock returns the term of the last applied entry and the offset from that
+// term's leader clock to log time; a leader uses it to plan expiry ticks.
+func (m *Machine) Clock() (term uint64, offset, now int64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Clock.Term, m.st.Clock.Offset, m.st.Clock.Now
+}
+
+// NextDeadline returns the earliest log time at which something expires
+// (a lease, a wait or a registration), and false if nothing can expire.
+func (m *Machine) NextDeadline() (int64, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	next, ok := int64(0), false
+	take := func(t int64) {
+		if !ok || t < next {
+			next, ok = t, true
+		}
+	}
+	for _, l := range m.st.Locks {
+		if l.Holder != nil {
+			take(l.Holder.Deadline)
+		}
+		for _, w := range l.Waiters {
+			take(w.Until)
+		}
+	}
+	for _, svc := range m.st.Services {
+		for _, mb := range svc.Members {
+			take(mb.Deadline)
+		}
+		if len(svc.Members) == 0 {
+			take(m.st.Clock.Now)
+		}
+	}
+	for _, r := range m.st.Requests {
+		if r.EndedAt != 0 {
+			take(r.EndedAt + int64(RequestRetention))
+		}
+	}
+	return next, ok
+}
+
+// ActiveLeases counts the locks that have a holder.
+func (m *Machine) ActiveLeases() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := 0
+	for _, l := range m.st.Locks {
+		if l.Holder != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Snapshot returns the canonical encoding of the whole state.
+func (m *Machine) Snapshot() []byte {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	b, err := json.Marshal(&m.st)
+	if err != nil {
+		panic(err) // the state holds only strings, integers, maps and slices
+	}
+	return b
+}
+
+// Restore replaces the state with a snapshot's.
+func (m *Machine) Restore(r io.Reader) error {
+	st := emptyState()
+	if err := json.NewDecoder(r).Decode(&st); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	if st.Locks == nil {
+		st.Locks = map[string]*lock{}
+	}
+	if st.Requests == nil {
+		st.Requests = map[string]*request{}
+	}
+	if st.Services == nil {
+		st.Services = map[string]*service{}
+	}
+	m.mu.Lock()
+	m.st = st
+	m.mu.Unlock()
+	m.notify()
+	return nil
+}
+
+// Hash returns a digest of the state; two replicas at the same index must
+// have the same hash.
+func (m *Machine) Hash() string {
+	sum := sha256.Sum256(m.Snapshot())
+	return hex.EncodeToString(sum[:])
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
