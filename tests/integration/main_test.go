@@ -1,0 +1,13 @@
+// Package integration holds tests that run payonce's parts against real
+// infrastructure: a throwaway PostgreSQL cluster, a real NATS server with
+// JetStream, and real service processes.
+package integration
+
+import (
+	"os"
+	"testing"
+
+	"github.com/payonce/payonce/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
