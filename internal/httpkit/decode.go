@@ -56,8 +56,12 @@ func DecodeJSON(r *http.Request, v any) error {
 // DecodeJSONBytes is DecodeJSON for a body already read, for callers such as
 // the idempotency middleware that must fingerprint the bytes first.
 func DecodeJSONBytes(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return errs.E(errs.Invalid, "request body is empty; expected a JSON object").WithType("malformed-json")
+	}
+	if trimmed[0] != '{' {
+		return errs.E(errs.Invalid, "request body must be a JSON object").WithType("malformed-json")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
