@@ -588,8 +588,21 @@ func (m *Machine) Restore(r io.Reader) error {
 // Hash returns a digest of the state; two replicas at the same index must
 // have the same hash.
 func (m *Machine) Hash() string {
-	sum := sha256.Sum256(m.Snapshot())
-	return hex.EncodeToString(sum[:])
+	_, h := m.IndexHash()
+	return h
+}
+
+// IndexHash returns the applied index and the state's digest, read together.
+func (m *Machine) IndexHash() (uint64, string) {
+	m.mu.RLock()
+	idx := m.st.Index
+	m.mu.RUnlock()
+	b := m.Snapshot()
+	sum := sha256.Sum256(b)
+	// The digest covers the index too, so a concurrent Apply between the two
+	// reads shows up as a digest that no other replica at idx can match;
+	// callers compare only equal indexes and retry.
+	return idx, hex.EncodeToString(sum[:])
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,0 +1,343 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/payonce/payonce/services/coordinator"
+	"github.com/payonce/payonce/services/coordinator/fsm"
+)
+
+// errPartitioned is what a cut link returns, like a connection refused.
+var errPartitioned = errors.New("test network: link cut")
+
+// network decides which directed links between Raft addresses are cut.
+type network struct {
+	mu  sync.Mutex
+	cut map[[2]raft.ServerAddress]bool
+}
+
+func (n *network) blocked(from, to raft.ServerAddress) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cut[[2]raft.ServerAddress{from, to}]
+}
+
+// isolate cuts every link to and from addr.
+func (n *network) isolate(addr string, all []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, o := range all {
+		if o != addr {
+			n.cut[[2]raft.ServerAddress{raft.ServerAddress(addr), raft.ServerAddress(o)}] = true
+			n.cut[[2]raft.ServerAddress{raft.ServerAddress(o), raft.ServerAddress(addr)}] = true
+		}
+	}
+}
+
+func (n *network) heal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cut = map[[2]raft.ServerAddress]bool{}
+}
+
+// faultyTransport drops outgoing RPCs on cut links. Cutting both directions
+// of a link on the sending side is enough to partition real TCP peers.
+type faultyTransport struct {
+	raft.Transport
+	net *network
+}
+
+func (f *faultyTransport) check(target raft.ServerAddress) error {
+	if f.net.blocked(f.LocalAddr(), target) {
+		return errPartitioned
+	}
+	return nil
+}
+
+func (f *faultyTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if err := f.check(target); err != nil {
+		return nil, err
+	}
+	p, err := f.Transport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return &faultyPipeline{AppendPipeline: p, check: func() error { return f.check(target) }}, nil
+}
+
+func (f *faultyTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a *raft.AppendEntriesRequest, r *raft.AppendEntriesResponse) error {
+	if err := f.check(target); err != nil {
+		return err
+	}
+	return f.Transport.AppendEntries(id, target, a, r)
+}
+
+func (f *faultyTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, a *raft.RequestVoteRequest, r *raft.RequestVoteResponse) error {
+	if err := f.check(target); err != nil {
+		return err
+	}
+	return f.Transport.RequestVote(id, target, a, r)
+}
+
+func (f *faultyTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, a *raft.RequestPreVoteRequest, r *raft.RequestPreVoteResponse) error {
+	if err := f.check(target); err != nil {
+		return err
+	}
+	return f.Transport.(raft.WithPreVote).RequestPreVote(id, target, a, r)
+}
+
+func (f *faultyTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, a *raft.InstallSnapshotRequest, r *raft.InstallSnapshotResponse, data io.Reader) error {
+	if err := f.check(target); err != nil {
+		return err
+	}
+	return f.Transport.InstallSnapshot(id, target, a, r, data)
+}
+
+func (f *faultyTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, a *raft.TimeoutNowRequest, r *raft.TimeoutNowResponse) error {
+	if err := f.check(target); err != nil {
+		return err
+	}
+	return f.Transport.TimeoutNow(id, target, a, r)
+}
+
+func (f *faultyTransport) Close() error { return f.Transport.(raft.WithClose).Close() }
+
+type faultyPipeline struct {
+	raft.AppendPipeline
+	check func() error
+}
+
+func (p *faultyPipeline) AppendEntries(a *raft.AppendEntriesRequest, r *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	return p.AppendPipeline.AppendEntries(a, r)
+}
+
+// cluster is three real Raft nodes over loopback TCP in this process.
+type cluster struct {
+	t     *testing.T
+	peers []Peer
+	dirs  []string
+	net   *network
+	mu    sync.Mutex
+	nodes []*Node // nil while a node is down
+	tune  func(*Config)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func newCluster(t *testing.T, size int, tune func(*Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, net: &network{cut: map[[2]raft.ServerAddress]bool{}}, tune: tune}
+	base := t.TempDir()
+	for i := range size {
+		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i+1), Addr: freeAddr(t)})
+		c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("n%d", i+1)))
+	}
+	c.nodes = make([]*Node, size)
+	for i := range size {
+		c.start(i)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+func (c *cluster) config(i int) Config {
+	cfg := Config{
+		ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], Peers: c.peers,
+		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+		TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,
+		WrapTransport: func(t raft.Transport) raft.Transport { return &faultyTransport{Transport: t, net: c.net} },
+	}
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	return cfg
+}
+
+func (c *cluster) start(i int) {
+	c.t.Helper()
+	// The port was free a moment ago; a restarted node reuses its own.
+	var n *Node
+	var err error
+	poll(2*time.Second, func() bool {
+		n, err = Open(c.config(i))
+		return err == nil
+	})
+	if err != nil {
+		c.t.Fatalf("start %s: %v", c.peers[i].ID, err)
+	}
+	c.mu.Lock()
+	c.nodes[i] = n
+	c.mu.Unlock()
+}
+
+func (c *cluster) kill(i int) {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n != nil {
+		_ = n.Close()
+	}
+}
+
+func (c *cluster) stopAll() {
+	for i := range c.nodes {
+		c.kill(i)
+	}
+}
+
+func (c *cluster) node(i int) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+func (c *cluster) addrs() []string {
+	var out []string
+	for _, p := range c.peers {
+		out = append(out, p.Addr)
+	}
+	return out
+}
+
+// waitLeader waits until exactly one live node, not in excluded, leads and
+// has applied an entry of its own term, and returns its index.
+func (c *cluster) waitLeader(timeout time.Duration, excluded ...int) int {
+	c.t.Helper()
+	leader := -1
+	found := poll(timeout, func() bool {
+		for i := range c.peers {
+			n := c.node(i)
+			if n == nil || !n.IsLeader() || contains(excluded, i) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := n.ReadBarrier(ctx)
+			cancel()
+			if err == nil {
+				leader = i
+				return true
+			}
+		}
+		return false
+	})
+	if !found {
+		c.t.Fatalf("no leader within %v", timeout)
+	}
+	return leader
+}
+
+func contains(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// apply sends cmd to whichever node leads, retrying on "not leader" until
+// ctx ends: what a client does.
+func (c *cluster) apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	for {
+		for i := range c.peers {
+			n := c.node(i)
+			if n == nil || !n.IsLeader() {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, time.Second)
+			res, err := n.Apply(actx, cmd)
+			cancel()
+			if err == nil {
+				return res, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fsm.Result{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond): // back off while no leader is known
+		}
+	}
+}
+
+// grant acquires and immediately releases lock name, returning the token.
+func (c *cluster) grant(ctx context.Context, name, rid string) coordinator.FenceToken {
+	c.t.Helper()
+	res, err := c.apply(ctx, fsm.Command{Op: fsm.OpAcquire, Lock: name, RequestID: rid, TTL: time.Minute})
+	if err != nil || res.Err != nil || res.Lease == nil {
+		c.t.Fatalf("acquire %s: %v %+v", name, err, res)
+	}
+	if res2, err := c.apply(ctx, fsm.Command{Op: fsm.OpRelease, Lock: name, LeaseID: res.Lease.ID}); err != nil || res2.Err != nil {
+		c.t.Fatalf("release %s: %v %+v", name, err, res2)
+	}
+	return res.Lease.Token
+}
+
+// waitConverged waits until every live node's machine is at the same index
+// and returns that index and the nodes' state hashes at it.
+func (c *cluster) waitConverged(timeout time.Duration) (uint64, map[string]string) {
+	c.t.Helper()
+	var idx uint64
+	var hashes map[string]string
+	ok := poll(timeout, func() bool {
+		hashes = map[string]string{}
+		idx = 0
+		for i := range c.peers {
+			n := c.node(i)
+			if n == nil {
+				continue
+			}
+			j, h := n.Machine().IndexHash()
+			if idx != 0 && j != idx {
+				return false
+			}
+			idx = j
+			hashes[n.ID()] = h
+		}
+		return true
+	})
+	if !ok {
+		c.t.Fatalf("replicas did not reach the same index within %v", timeout)
+	}
+	return idx, hashes
+}
+
+// poll calls cond every few milliseconds until it holds or timeout passes.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-deadline.C:
+			return cond()
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,406 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/payonce/payonce/services/coordinator"
+	"github.com/payonce/payonce/services/coordinator/fsm"
+)
+
+// Peer is one member of the static cluster configuration.
+type Peer struct {
+	// ID is the node's stable Raft server id.
+	ID string
+	// Addr is its Raft TCP address, host:port.
+	Addr string
+}
+
+// Config configures a Node. Every node of a cluster gets the same Peers.
+type Config struct {
+	// ID is this node's id; it must appear in Peers.
+	ID string
+	// Bind is the TCP address the Raft transport listens on; it is also the
+	// address advertised to peers, so it must be reachable by them.
+	Bind string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// Peers is the initial voter set, used only to bootstrap a node that has
+	// no state yet.
+	Peers []Peer
+
+	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and CommitTimeout
+	// tune Raft; zero keeps hashicorp/raft's defaults (1s, 1s, 500ms, 50ms).
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many entries since the last snapshot trigger a
+	// new one (checked every SnapshotInterval); zero keeps the defaults.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log so that
+	// slightly lagging followers catch up without a snapshot install.
+	TrailingLogs uint64
+	// TickInterval is how often the leader checks for something to expire;
+	// it bounds how late (never how early) a lease ends. Default 100ms.
+	TickInterval time.Duration
+	// NoSync skips fsync of the log: only for benchmarks that compare with a
+	// system configured the same way. Never in production.
+	NoSync bool
+	// HeartbeatFastPath re-enables NetworkTransport's heartbeat fast path,
+	// which hashicorp/raft#695 makes unsafe; off by default (see ADR 0004).
+	HeartbeatFastPath bool
+
+	// LogOutput receives Raft's own logs; nil means stderr.
+	LogOutput io.Writer
+	// LogLevel is Raft's log level ("warn" if empty).
+	LogLevel string
+	// Metrics receives the node's metrics; nil disables them.
+	Metrics *Metrics
+	// WrapTransport, if set, wraps the transport; tests use it to inject
+	// network faults.
+	WrapTransport func(raft.Transport) raft.Transport
+}
+
+// Node is one running coordinator replica.
+type Node struct {
+	cfg     Config
+	raft    *raft.Raft
+	machine *fsm.Machine
+	trans   raft.Transport
+	store   *raftboltdb.BoltStore
+	origin  time.Time
+	tracer  trace.Tracer
+	metrics *Metrics
+
+	observations chan raft.Observation
+	observer     *raft.Observer
+	stop         chan struct{}
+	wg           sync.WaitGroup
+	closeOnce    sync.Once
+	closeErr     error
+}
+
+// Open starts a node, bootstrapping the cluster from cfg.Peers if this node
+// has no Raft state yet.
+func Open(cfg Config) (*Node, error) {
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 100 * time.Millisecond
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = os.Stderr
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "warn"
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft-" + cfg.ID, Output: cfg.LogOutput, Level: hclog.LevelFromString(cfg.LogLevel)})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = logger
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.CommitTimeout > 0 {
+		rc.CommitTimeout = cfg.CommitTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	// Group commit: the leader takes up to MaxAppendEntries queued proposals
+	// at once, writes them with one fsync and ships them in one RPC; the FSM
+	// then receives them as one batch. Throughput grows with concurrency.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("raftnode: data dir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: open log store: %w", err)
+	}
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, logger)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
+	}
+	tcp, err := raft.NewTCPTransportWithLogger(cfg.Bind, nil, 3, 2*time.Second, logger)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)
+	}
+	var trans raft.Transport = tcp
+	if !cfg.HeartbeatFastPath {
+		trans = serialHeartbeats{Transport: tcp}
+	}
+	if cfg.WrapTransport != nil {
+		trans = cfg.WrapTransport(trans)
+	}
+	closeAll := func() { tcp.Close(); store.Close() }
+
+	// Bootstrapping only a node without state makes identical flags on every
+	// node safe: a restarted node keeps its log, and a node that joins with
+	// state ignores the peer list.
+	hasState, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("raftnode: inspect state: %w", err)
+	}
+	if !hasState && len(cfg.Peers) > 0 {
+		var servers []raft.Server
+		for _, p := range cfg.Peers {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+		}
+		err := raft.BootstrapCluster(rc, logs, store, snaps, trans, raft.Configuration{Servers: servers})
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			closeAll()
+			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+	}
+
+	n := &Node{
+		cfg: cfg, machine: fsm.New(), trans: trans, store: store, origin: time.Now(),
+		tracer: otel.Tracer("github.com/payonce/payonce/services/coordinator/raftnode"), metrics: cfg.Metrics,
+		observations: make(chan raft.Observation, 16), stop: make(chan struct{}),
+	}
+	r, err := raft.NewRaft(rc, &batchFSM{m: n.machine, metrics: cfg.Metrics}, logs, store, snaps, trans)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("raftnode: start raft: %w", err)
+	}
+	n.raft = r
+	n.observer = raft.NewObserver(n.observations, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(n.observer)
+	n.wg.Add(1)
+	go n.leaderDuties()
+	return n, nil
+}
+
+// now is the leader's clock for stamping commands: monotonic nanoseconds
+// since the node started. Only differences within one term matter (see the
+// fsm package), so a wall-clock jump cannot expire a lease early.
+func (n *Node) now() int64 { return int64(time.Since(n.origin)) }
+
+// leaderDuties proposes tick entries while this node leads: one at once when
+// it becomes leader (which rebases log time to its clock) and then whenever
+// something is due to expire.
+func (n *Node) leaderDuties() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case o := <-n.observations:
+			if n.metrics != nil {
+				n.metrics.LeaderChanges.Inc()
+			}
+			if lo := o.Data.(raft.LeaderObservation); lo.LeaderID == raft.ServerID(n.cfg.ID) {
+				n.tick()
+			}
+		case <-ticker.C:
+			if n.raft.State() != raft.Leader {
+				continue
+			}
+			if n.metrics != nil {
+				n.metrics.ActiveLeases.Set(float64(n.machine.ActiveLeases()))
+			}
+			term, offset, _ := n.machine.Clock()
+			deadline, ok := n.machine.NextDeadline()
+			// Until this term's first entry is applied the offset belongs to
+			// the old leader, so tick to rebase; afterwards tick only when
+			// something is due by this leader's clock.
+			if term != n.raft.CurrentTerm() || (ok && deadline+offset <= n.now()) {
+				n.tick()
+			}
+		}
+	}
+}
+
+func (n *Node) tick() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.TickInterval+time.Second)
+	defer cancel()
+	_, _ = n.Apply(ctx, fsm.Command{Op: fsm.OpTick})
+}
+
+// Apply proposes cmd, stamped with this node's clock, and waits until it is
+// committed and applied. It fails with coordinator.ErrNotLeader (wrapped)
+// when this node is not the leader or loses leadership before the entry is
+// known to have committed; the entry may then still commit, which is why
+// acquire carries a request id that makes a retry take effect once.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	ctx, span := n.tracer.Start(ctx, "raft.apply", trace.WithAttributes(attribute.String("coordinator.op", string(cmd.Op))))
+	defer span.End()
+	if n.raft.State() != raft.Leader {
+		span.SetStatus(codes.Error, "not leader")
+		return fsm.Result{}, n.notLeader()
+	}
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Now = n.now()
+	f := n.raft.Apply(cmd.Encode(), timeout)
+	if err := f.Error(); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
+			errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return fsm.Result{}, fmt.Errorf("%w (%v)", n.notLeader(), err)
+		}
+		return fsm.Result{}, fmt.Errorf("raftnode: apply %s: %w", cmd.Op, err)
+	}
+	if n.metrics != nil {
+		n.metrics.ApplyLatency.Observe(time.Since(start).Seconds())
+	}
+	res, _ := f.Response().(fsm.Result)
+	span.SetAttributes(attribute.Int64("raft.index", int64(f.Index())))
+	return res, nil
+}
+
+func (n *Node) notLeader() error {
+	_, id := n.raft.LeaderWithID()
+	return &NotLeaderError{LeaderID: string(id)}
+}
+
+// NotLeaderError says this node cannot take writes and names the leader it
+// knows of (empty during an election). It unwraps to coordinator.ErrNotLeader.
+type NotLeaderError struct {
+	// LeaderID is the current leader's id, if known.
+	LeaderID string
+}
+
+// Error implements error.
+func (e *NotLeaderError) Error() string {
+	if e.LeaderID == "" {
+		return "not the leader; no leader known"
+	}
+	return "not the leader; leader is " + e.LeaderID
+}
+
+// Unwrap makes errors.Is(err, coordinator.ErrNotLeader) hold.
+func (e *NotLeaderError) Unwrap() error { return coordinator.ErrNotLeader }
+
+// ReadBarrier makes the next read of the machine linearizable: it confirms
+// this node is still the leader (a round trip to a majority) and waits until
+// every entry it had appended before that is applied locally.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	ctx, span := n.tracer.Start(ctx, "raft.read_barrier")
+	defer span.End()
+	if n.raft.State() != raft.Leader {
+		return n.notLeader()
+	}
+	readIndex := n.raft.LastIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	}
+	if n.raft.AppliedIndex() >= readIndex {
+		return nil
+	}
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	}
+	return nil
+}
+
+// Machine returns the node's state machine, for reads.
+func (n *Node) Machine() *fsm.Machine { return n.machine }
+
+// ID returns the node's server id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// IsLeader reports whether this node currently believes it is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the id and Raft address of the leader this node knows of.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// AppliedIndex returns the index of the last entry applied to the machine.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+// Snapshot takes a snapshot now (and truncates the log behind it).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// AddVoter adds a node to the cluster as a voter; only the leader can.
+func (n *Node) AddVoter(id, addr string) error {
+	return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+}
+
+// RemoveServer removes a node from the cluster; only the leader can.
+func (n *Node) RemoveServer(id string) error {
+	return n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
+}
+
+// Servers returns the current cluster configuration.
+func (n *Node) Servers() ([]Peer, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Peer
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address)})
+	}
+	return out, nil
+}
+
+// Close stops the node: Raft shuts down, the transport and the store close.
+// It does not hand leadership over first; to the others it looks like a crash.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		n.raft.DeregisterObserver(n.observer)
+		err := n.raft.Shutdown().Error()
+		if c, ok := n.trans.(raft.WithClose); ok {
+			err = errors.Join(err, c.Close())
+		}
+		n.closeErr = errors.Join(err, n.store.Close())
+	})
+	return n.closeErr
+}
