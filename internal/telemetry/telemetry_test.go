@@ -1,0 +1,144 @@
+package telemetry_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/payonce/payonce/internal/telemetry"
+)
+
+func TestSetupWithoutExporterIsSilentAndLogsTraceIDs(t *testing.T) {
+	ctx := context.Background()
+	var logs bytes.Buffer
+	recorder := tracetest.NewSpanRecorder()
+	tel, err := telemetry.Setup(ctx, telemetry.Config{
+		ServiceName:    "unit",
+		Getenv:         func(string) string { return "" },
+		LogOutput:      &logs,
+		SpanProcessors: []sdktrace.SpanProcessor{recorder},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	if tel.Exporting {
+		t.Fatal("exporting with no OTEL_EXPORTER_OTLP_ENDPOINT set")
+	}
+
+	spanCtx, span := tel.Tracer("unit").Start(ctx, "work")
+	tel.Logger.InfoContext(spanCtx, "inside a span")
+	span.End()
+	tel.Logger.InfoContext(ctx, "outside any span")
+
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d log lines, want 2:\n%s", len(lines), logs.String())
+	}
+	var inside, outside map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &inside); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &outside); err != nil {
+		t.Fatal(err)
+	}
+	if inside["trace_id"] != span.SpanContext().TraceID().String() || inside["span_id"] != span.SpanContext().SpanID().String() {
+		t.Errorf("log inside span has trace_id=%v span_id=%v, want %s %s", inside["trace_id"], inside["span_id"],
+			span.SpanContext().TraceID(), span.SpanContext().SpanID())
+	}
+	if _, ok := outside["trace_id"]; ok {
+		t.Errorf("log outside any span has a trace_id: %v", outside)
+	}
+	if inside["service"] != "unit" {
+		t.Errorf("service attribute %v, want unit", inside["service"])
+	}
+	if n := len(recorder.Ended()); n != 1 {
+		t.Errorf("recorder saw %d spans, want 1", n)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	ctx := context.Background()
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "unit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	counter, err := tel.Meter("unit").Int64Counter("payonce_test_events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.Add(ctx, 3)
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	if !strings.Contains(string(body), "payonce_test_events_total") {
+		t.Fatalf("/metrics lacks the counter:\n%.2000s", body)
+	}
+	if !strings.Contains(string(body), "go_goroutines") {
+		t.Fatal("/metrics lacks the Go runtime collector")
+	}
+}
+
+func TestBadConfigurationIsRefused(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"unknown protocol": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"},
+		"bad log level":    {"LOG_LEVEL": "loud"},
+		"bad log format":   {"LOG_FORMAT": "xml"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "unit", Getenv: func(k string) string { return env[k] }})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestShutdownFlushesToOTLP runs the real OTLP/HTTP exporter against a
+// receiver on loopback: spans buffered in the batcher must arrive by the
+// time Shutdown returns, or the last requests before a restart vanish.
+func TestShutdownFlushesToOTLP(t *testing.T) {
+	received := make(chan string, 10)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		received <- r.URL.Path + " " + r.Header.Get("Content-Type") + " " + strconv.Itoa(len(body))
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer receiver.Close()
+	// The OTLP exporters read their settings from the process environment.
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+
+	ctx := context.Background()
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "unit", Getenv: os.Getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tel.Exporting {
+		t.Fatal("not exporting with OTEL_EXPORTER_OTLP_ENDPOINT set")
+	}
+	_, span := tel.Tracer("unit").Start(ctx, "last request before shutdown")
+	span.End()
+	if err := tel.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-received:
+		if !strings.HasPrefix(got, "/v1/traces application/x-protobuf ") {
+			t.Fatalf("receiver got %q, want a protobuf POST to /v1/traces", got)
+		}
+	default:
+		t.Fatal("Shutdown returned before the buffered span was exported")
+	}
+}
