@@ -1,0 +1,39 @@
+# Targets mirror the README. `make test` is what CI runs (.ci/run).
+GO       ?= go
+PKGS     := ./...
+# Nested modules (benchmarks that compare payonce with other projects) keep
+# their dependencies out of the main go.mod; lint still compiles them.
+NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod))
+
+.PHONY: test lint fmt vet test-only dev fuzz bench-ring clean
+
+## test: lint, then every test (unit, store, integration) under the race detector
+test: lint test-only
+
+test-only:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+## lint: go vet (main and nested modules) and a gofmt check
+lint: vet
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+	@for m in $(NESTED); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; done
+
+## fmt: rewrite every Go file with gofmt
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## dev: run the local stack (no Docker): Postgres, NATS JetStream and what exists of payonce
+dev:
+	$(GO) run ./cmd/devstack
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/httpkit
+
+clean:
+	rm -rf bin .cache
