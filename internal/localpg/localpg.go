@@ -59,22 +59,39 @@ type Cluster struct {
 	stopErr  error
 }
 
-// FindBinaries returns the directory holding initdb and postgres.
+// FindBinaries returns the directory holding initdb and postgres, searching
+// PATH, then `pg_config --bindir`, then /usr/lib/postgresql/*/bin (newest
+// major version first), as Debian and Ubuntu install them.
 func FindBinaries() (string, error) {
-	if p, err := exec.LookPath("initdb"); err == nil {
+	return binarySearch{
+		lookPath: exec.LookPath,
+		pgConfig: func() ([]byte, error) { return exec.Command("pg_config", "--bindir").Output() },
+		pattern:  "/usr/lib/postgresql/*/bin",
+	}.find()
+}
+
+// binarySearch holds the places FindBinaries looks, so a test can show what
+// happens on a machine without PostgreSQL.
+type binarySearch struct {
+	lookPath func(string) (string, error)
+	pgConfig func() ([]byte, error)
+	pattern  string
+}
+
+func (s binarySearch) find() (string, error) {
+	if p, err := s.lookPath("initdb"); err == nil {
 		dir := filepath.Dir(p)
 		if _, err := os.Stat(filepath.Join(dir, "postgres")); err == nil {
 			return dir, nil
 		}
 	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+	if out, err := s.pgConfig(); err == nil {
 		dir := strings.TrimSpace(string(out))
 		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
 			return dir, nil
 		}
 	}
-	candidates, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	// Prefer the newest major version.
+	candidates, _ := filepath.Glob(s.pattern)
 	sort.Slice(candidates, func(i, j int) bool { return majorOf(candidates[i]) > majorOf(candidates[j]) })
 	for _, dir := range candidates {
 		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
