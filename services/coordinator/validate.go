@@ -18,7 +18,7 @@ const (
 )
 
 // ValidateName checks a lock, service or instance name: 1-200 characters of
-// letters, digits and "._:/-".
+// letters, digits and "._:-" (no "/", so a name is one URL path segment).
 func ValidateName(field, name string) *errs.FieldError {
 	if name == "" {
 		return &errs.FieldError{Field: field, Reason: "must not be empty"}
@@ -28,9 +28,9 @@ func ValidateName(field, name string) *errs.FieldError {
 	}
 	for _, c := range name {
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '/', c == '-':
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '-':
 		default:
-			return &errs.FieldError{Field: field, Reason: "may contain only letters, digits and . _ : / -"}
+			return &errs.FieldError{Field: field, Reason: "may contain only letters, digits and . _ : -"}
 		}
 	}
 	return nil

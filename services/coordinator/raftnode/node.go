@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -34,9 +35,11 @@ type Peer struct {
 type Config struct {
 	// ID is this node's id; it must appear in Peers.
 	ID string
-	// Bind is the TCP address the Raft transport listens on; it is also the
-	// address advertised to peers, so it must be reachable by them.
+	// Bind is the TCP address the Raft transport listens on.
 	Bind string
+	// Advertise is the address peers dial to reach this node; empty means
+	// Bind, which then must not be a wildcard address like 0.0.0.0.
+	Advertise string
 	// DataDir holds raft.db (log and stable store) and snapshots/.
 	DataDir string
 	// Peers is the initial voter set, used only to bootstrap a node that has
@@ -157,7 +160,14 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
 	}
-	tcp, err := raft.NewTCPTransportWithLogger(cfg.Bind, nil, 3, 2*time.Second, logger)
+	var advertise net.Addr
+	if cfg.Advertise != "" {
+		if advertise, err = net.ResolveTCPAddr("tcp", cfg.Advertise); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("raftnode: advertise address: %w", err)
+		}
+	}
+	tcp, err := raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 2*time.Second, logger)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)
@@ -376,15 +386,16 @@ func (n *Node) RemoveServer(id string) error {
 	return n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
 }
 
-// Servers returns the current cluster configuration.
-func (n *Node) Servers() ([]Peer, error) {
+// Servers returns the current cluster configuration: server id -> Raft
+// address.
+func (n *Node) Servers() (map[string]string, error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, err
 	}
-	var out []Peer
+	out := map[string]string{}
 	for _, s := range f.Configuration().Servers {
-		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address)})
+		out[string(s.ID)] = string(s.Address)
 	}
 	return out, nil
 }

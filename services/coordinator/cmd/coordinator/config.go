@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/payonce/payonce/internal/envconfig"
+	"github.com/payonce/payonce/services/coordinator/raftnode"
+)
+
+// config is every setting of a coordinator node, read from the environment
+// in this one place. The table in docs/coordinator.md mirrors it.
+type config struct {
+	// COORDINATOR_NODE_ID (required): this node's Raft server id, e.g. "c1".
+	NodeID string
+	// COORDINATOR_PEERS (required): the static cluster, identical on every
+	// node, as comma-separated id=raft_host:port=http_base_url entries, e.g.
+	// "c1=coordinator-1:7000=http://coordinator-1:8080,...". Used to
+	// bootstrap a node with no state and to forward writes to the leader.
+	Peers []peer
+	// COORDINATOR_RAFT_BIND (default "127.0.0.1:7000"): Raft listen address.
+	RaftBind string
+	// COORDINATOR_RAFT_ADVERTISE (default: this node's address in
+	// COORDINATOR_PEERS): the address peers dial.
+	RaftAdvertise string
+	// COORDINATOR_HTTP_ADDR (default "127.0.0.1:8080"): API listen address.
+	HTTPAddr string
+	// COORDINATOR_DATA_DIR (default "data/<node id>"): Raft log and snapshots.
+	DataDir string
+	// COORDINATOR_HEARTBEAT_TIMEOUT (1s), COORDINATOR_ELECTION_TIMEOUT (1s),
+	// COORDINATOR_LEADER_LEASE_TIMEOUT (500ms): Raft timing. A dead leader is
+	// replaced after roughly one election timeout.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// COORDINATOR_TICK_INTERVAL (100ms): how late at most a lease expires.
+	TickInterval time.Duration
+	// COORDINATOR_SNAPSHOT_THRESHOLD (8192): entries between snapshots.
+	SnapshotThreshold int
+	// COORDINATOR_HEARTBEAT_FAST_PATH (false): re-enable the heartbeat fast
+	// path that hashicorp/raft#695 makes unsafe (see ADR 0004).
+	HeartbeatFastPath bool
+	// COORDINATOR_RAFT_LOG_LEVEL (default "warn"): hashicorp/raft's logs.
+	RaftLogLevel string
+	// COORDINATOR_SHUTDOWN_GRACE (10s): time in-flight requests get on stop.
+	ShutdownGrace time.Duration
+}
+
+type peer struct {
+	ID, RaftAddr, HTTPURL string
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	r := envconfig.New(getenv)
+	c := config{
+		NodeID:             r.Required("COORDINATOR_NODE_ID"),
+		RaftBind:           r.String("COORDINATOR_RAFT_BIND", "127.0.0.1:7000"),
+		RaftAdvertise:      r.String("COORDINATOR_RAFT_ADVERTISE", ""),
+		HTTPAddr:           r.String("COORDINATOR_HTTP_ADDR", "127.0.0.1:8080"),
+		HeartbeatTimeout:   r.Duration("COORDINATOR_HEARTBEAT_TIMEOUT", time.Second),
+		ElectionTimeout:    r.Duration("COORDINATOR_ELECTION_TIMEOUT", time.Second),
+		LeaderLeaseTimeout: r.Duration("COORDINATOR_LEADER_LEASE_TIMEOUT", 500*time.Millisecond),
+		TickInterval:       r.Duration("COORDINATOR_TICK_INTERVAL", 100*time.Millisecond),
+		SnapshotThreshold:  r.Int("COORDINATOR_SNAPSHOT_THRESHOLD", 8192),
+		HeartbeatFastPath:  r.Bool("COORDINATOR_HEARTBEAT_FAST_PATH", false),
+		RaftLogLevel:       r.String("COORDINATOR_RAFT_LOG_LEVEL", "warn"),
+		ShutdownGrace:      r.Duration("COORDINATOR_SHUTDOWN_GRACE", 10*time.Second),
+	}
+	c.DataDir = r.String("COORDINATOR_DATA_DIR", "data/"+c.NodeID)
+	rawPeers := r.List("COORDINATOR_PEERS", nil)
+	if err := r.Err(); err != nil {
+		return c, err
+	}
+	if len(rawPeers) == 0 {
+		return c, fmt.Errorf("COORDINATOR_PEERS is required")
+	}
+	self := false
+	for _, raw := range rawPeers {
+		parts := strings.SplitN(raw, "=", 3)
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return c, fmt.Errorf("COORDINATOR_PEERS: %q is not id=raft_host:port=http_base_url", raw)
+		}
+		c.Peers = append(c.Peers, peer{ID: parts[0], RaftAddr: parts[1], HTTPURL: strings.TrimSuffix(parts[2], "/")})
+		if parts[0] == c.NodeID {
+			self = true
+			if c.RaftAdvertise == "" {
+				c.RaftAdvertise = parts[1]
+			}
+		}
+	}
+	if !self {
+		return c, fmt.Errorf("COORDINATOR_PEERS does not list COORDINATOR_NODE_ID %q", c.NodeID)
+	}
+	if c.SnapshotThreshold <= 0 {
+		return c, fmt.Errorf("COORDINATOR_SNAPSHOT_THRESHOLD must be positive")
+	}
+	return c, nil
+}
+
+func (c config) raftPeers() []raftnode.Peer {
+	var out []raftnode.Peer
+	for _, p := range c.Peers {
+		out = append(out, raftnode.Peer{ID: p.ID, Addr: p.RaftAddr})
+	}
+	return out
+}
+
+func (c config) httpPeers() map[string]string {
+	out := map[string]string{}
+	for _, p := range c.Peers {
+		out[p.ID] = p.HTTPURL
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+// Package coordinatortest starts a real coordinator cluster inside a test
+// process: hashicorp/raft nodes over loopback TCP, each with its HTTP API on
+// a loopback port, wired exactly as cmd/coordinator wires them. Tests of the
+// API and of the pkg/lock client use it; timeouts are short so that a leader
+// change takes a few hundred milliseconds.
+package coordinatortest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	coordhttp "github.com/payonce/payonce/services/coordinator/http"
+	"github.com/payonce/payonce/services/coordinator/raftnode"
+)
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t         testing.TB
+	peers     []raftnode.Peer
+	httpAddrs []string
+	dirs      []string
+
+	mu      sync.Mutex
+	nodes   []*raftnode.Node
+	servers []*http.Server
+}
+
+// Start starts size nodes and waits for a leader. They stop when the test ends.
+func Start(t testing.TB, size int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, nodes: make([]*raftnode.Node, size), servers: make([]*http.Server, size)}
+	base := t.TempDir()
+	for i := range size {
+		c.peers = append(c.peers, raftnode.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: freeAddr(t)})
+		c.httpAddrs = append(c.httpAddrs, freeAddr(t))
+		c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("c%d", i+1)))
+	}
+	for i := range size {
+		c.Restart(i)
+	}
+	t.Cleanup(func() {
+		for i := range size {
+			c.Kill(i)
+		}
+	})
+	c.WaitLeader(10 * time.Second)
+	return c
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// URLs returns every node's HTTP base URL.
+func (c *Cluster) URLs() []string {
+	out := make([]string, len(c.httpAddrs))
+	for i, a := range c.httpAddrs {
+		out[i] = "http://" + a
+	}
+	return out
+}
+
+// URL returns node i's HTTP base URL.
+func (c *Cluster) URL(i int) string { return "http://" + c.httpAddrs[i] }
+
+// Node returns node i, or nil while it is down.
+func (c *Cluster) Node(i int) *raftnode.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// Restart starts node i (again) on its ports and data directory.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	peers := map[string]string{}
+	for j, p := range c.peers {
+		peers[p.ID] = "http://" + c.httpAddrs[j]
+	}
+	var (
+		node *raftnode.Node
+		ln   net.Listener
+		err  error
+	)
+	// A port just released by Kill may take a moment to bind again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		node, err = raftnode.Open(raftnode.Config{
+			ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], Peers: c.peers,
+			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+			TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,
+		})
+		if err == nil {
+			if ln, err = net.Listen("tcp", c.httpAddrs[i]); err == nil {
+				break
+			}
+			node.Close()
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("start node %d: %v", i, err)
+		}
+		<-time.After(20 * time.Millisecond) // retry interval while the port frees up
+	}
+	srv := &http.Server{Handler: coordhttp.NewAPI(coordhttp.APIConfig{
+		Service: raftnode.NewService(node), Cluster: node, Peers: peers,
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.t.Errorf("serve node %d: %v", i, err)
+		}
+	}()
+	c.mu.Lock()
+	c.nodes[i], c.servers[i] = node, srv
+	c.mu.Unlock()
+}
+
+// Kill stops node i abruptly: its HTTP server closes its connections and
+// its Raft node shuts down without handing leadership over.
+func (c *Cluster) Kill(i int) {
+	c.mu.Lock()
+	node, srv := c.nodes[i], c.servers[i]
+	c.nodes[i], c.servers[i] = nil, nil
+	c.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+	if node != nil {
+		_ = node.Close()
+	}
+}
+
+// WaitLeader waits until a live node leads and has confirmed it with a
+// majority, and returns its index.
+func (c *Cluster) WaitLeader(timeout time.Duration) int {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for i := range c.peers {
+			n := c.Node(i)
+			if n == nil || !n.IsLeader() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := n.ReadBarrier(ctx)
+			cancel()
+			if err == nil {
+				return i
+			}
+		}
+		<-time.After(5 * time.Millisecond) // polling interval of a bounded wait
+	}
+	c.t.Fatalf("no leader within %v", timeout)
+	return -1
+}
+
+// Follower returns the index of a live node that is not the leader.
+func (c *Cluster) Follower() int {
+	l := c.WaitLeader(10 * time.Second)
+	for i := range c.peers {
+		if i != l && c.Node(i) != nil {
+			return i
+		}
+	}
+	c.t.Fatal("no live follower")
+	return -1
+}
