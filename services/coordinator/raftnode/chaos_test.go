@@ -260,7 +260,6 @@ func clientRelease(ctx context.Context, c *cluster, h *history, client int, key,
 	return false
 }
 
-
 // TestLockModelRejectsDoubleGrant shows the checker can fail: two clients
 // both granted the same lock at overlapping times, or a grant with a lower
 // token, is not linearizable.

@@ -74,4 +74,3 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	return err
 }
-
