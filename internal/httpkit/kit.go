@@ -10,8 +10,12 @@ import (
 )
 
 // ServerOptions are the go-kit server options every payonce endpoint uses:
-// problem+json errors through ErrorEncoder, and server-fault logging.
+// problem+json errors through ErrorEncoder, and server-fault logging (to
+// nowhere when logger is nil).
 func ServerOptions(logger *slog.Logger) []kithttp.ServerOption {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return []kithttp.ServerOption{
 		kithttp.ServerErrorEncoder(ErrorEncoder),
 		kithttp.ServerErrorHandler(ErrorHandler{Logger: logger}),

@@ -1,0 +1,99 @@
+// Command bank runs the SIMULATED payment provider that payments charges.
+// It is the one simulated part of payonce; see package bank.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/payonce/payonce/internal/envconfig"
+	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/telemetry"
+	"github.com/payonce/payonce/services/bank"
+	bankhttp "github.com/payonce/payonce/services/bank/http"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bank:", err)
+		os.Exit(1)
+	}
+}
+
+// config is everything the bank reads from its environment.
+type config struct {
+	Addr   string      // BANK_ADDR, default :8099
+	Faults bank.Faults // BANK_LATENCY_MS, BANK_ERROR_RATE, BANK_LOSE_RESPONSE_RATE, BANK_DECLINE_CARDS
+	Seed   int         // BANK_SEED, default 1: makes random faults reproducible
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	env := envconfig.New(getenv)
+	cfg := config{
+		Addr: env.String("BANK_ADDR", ":8099"),
+		Faults: bank.Faults{
+			LatencyMS:    int64(env.Int("BANK_LATENCY_MS", 0)),
+			DeclineCards: env.List("BANK_DECLINE_CARDS", []string{"4000000000000002"}),
+		},
+		Seed: env.Int("BANK_SEED", 1),
+	}
+	var err error
+	if cfg.Faults.ErrorRate, err = parseRate(env.String("BANK_ERROR_RATE", "0")); err != nil {
+		return cfg, fmt.Errorf("BANK_ERROR_RATE: %w", err)
+	}
+	if cfg.Faults.LoseResponseRate, err = parseRate(env.String("BANK_LOSE_RESPONSE_RATE", "0")); err != nil {
+		return cfg, fmt.Errorf("BANK_LOSE_RESPONSE_RATE: %w", err)
+	}
+	if err := env.Err(); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Faults.Validate()
+}
+
+func parseRate(s string) (float64, error) {
+	var f float64
+	if _, err := fmt.Sscanf(s, "%g", &f); err != nil {
+		return 0, fmt.Errorf("%q is not a number between 0 and 1", s)
+	}
+	return f, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "bank", Getenv: getenv, LogOutput: stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(shutdownCtx)
+	}()
+
+	sim := bank.NewSimulator(cfg.Faults, uint64(cfg.Seed))
+	handler := httpkit.Router(httpkit.RouterConfig{
+		API:            bankhttp.NewHandler(sim, tel.Logger),
+		Metrics:        tel.MetricsHandler(),
+		TracerProvider: tel.TracerProvider,
+		Propagator:     tel.Propagator,
+		Logger:         tel.Logger,
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	tel.Logger.InfoContext(ctx, "bank simulator listening", "addr", ln.Addr().String(), "simulated", true)
+	return httpkit.Serve(ctx, &http.Server{Handler: handler}, ln, 10*time.Second)
+}
