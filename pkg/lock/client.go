@@ -1,0 +1,256 @@
+package lock
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+var (
+	// ErrLockHeld means another holder has the lock (and the wait, if any,
+	// ran out).
+	ErrLockHeld = errors.New("lock: held by another holder")
+	// ErrLeaseLost means the lease ended, or may have ended, before it was
+	// released: a keepalive was refused or could not be confirmed in time.
+	ErrLeaseLost = errors.New("lock: lease lost")
+	// ErrReleased is a released lease's Err.
+	ErrReleased = errors.New("lock: lease released")
+	// ErrUnavailable means no coordinator node could serve the request
+	// before the context ended.
+	ErrUnavailable = errors.New("lock: coordinator unavailable")
+)
+
+// Client talks to a coordinator cluster. It is safe for concurrent use.
+type Client struct {
+	endpoints  []string
+	http       *http.Client
+	owner      string
+	margin     func(ttl time.Duration) time.Duration
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+
+	mu      sync.Mutex
+	current int // index of the endpoint that answered last
+	hint    string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client (timeouts, transport).
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithOwner labels this client's leases, for operators reading lock state.
+func WithOwner(owner string) Option { return func(c *Client) { c.owner = owner } }
+
+// WithSafetyMargin sets how much earlier than the server the client gives a
+// lease up, to absorb clock rate differences and scheduling delays. The
+// default is a tenth of the TTL, at least 20ms.
+func WithSafetyMargin(d time.Duration) Option {
+	return func(c *Client) { c.margin = func(time.Duration) time.Duration { return d } }
+}
+
+// WithTracerProvider sets where the client's spans go (default: the global).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *Client) { c.tracer = tp.Tracer("github.com/payonce/payonce/pkg/lock") }
+}
+
+// NewClient returns a client for the coordinator nodes at endpoints (HTTP
+// base URLs); any node will do, the client follows the leader.
+func NewClient(endpoints []string, opts ...Option) *Client {
+	c := &Client{
+		endpoints: append([]string(nil), endpoints...),
+		http:      &http.Client{Timeout: 10 * time.Second},
+		margin: func(ttl time.Duration) time.Duration {
+			return max(ttl/10, 20*time.Millisecond)
+		},
+		tracer:     otel.Tracer("github.com/payonce/payonce/pkg/lock"),
+		propagator: otel.GetTextMapPropagator(),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// AcquireOption tunes one Acquire.
+type AcquireOption func(*acquireOptions)
+
+type acquireOptions struct{ wait time.Duration }
+
+// Wait queues for the lock for up to d if it is held, instead of failing
+// at once. Waiters are served in arrival order.
+func Wait(d time.Duration) AcquireOption { return func(o *acquireOptions) { o.wait = d } }
+
+type leaseBody struct {
+	LeaseID string `json:"lease_id"`
+	Lock    string `json:"lock"`
+	Token   uint64 `json:"token"`
+}
+
+// Acquire takes the lock name for ttl and keeps it alive in the background
+// until Release or until it is lost (see Lease.Done). Retries after
+// timeouts and leader changes reuse one request id, so they cannot take the
+// lock twice. It never returns a lease whose time may already be up.
+func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, opts ...AcquireOption) (*Lease, error) {
+	var o acquireOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx, span := c.tracer.Start(ctx, "lock.acquire", trace.WithAttributes(attribute.String("lock", name), attribute.Int64("lock.ttl_ms", ttl.Milliseconds())))
+	defer span.End()
+	body, _ := json.Marshal(map[string]any{"request_id": uuid.NewString(), "owner": c.owner, "ttl_ms": ttl.Milliseconds(), "wait_ms": o.wait.Milliseconds()})
+	// The server's deadline is at least the commit time of the grant plus
+	// ttl, and the commit comes after this moment: counting from here is
+	// safe whatever retries follow.
+	sentAt := time.Now()
+	var lb leaseBody
+	if err := c.call(ctx, http.MethodPost, "/v1/locks/"+url.PathEscape(name)+"/leases", body, http.StatusCreated, &lb); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, fmt.Errorf("acquire %s: %w", name, err)
+	}
+	span.SetAttributes(attribute.Int64("lock.token", int64(lb.Token)))
+	l := newLease(c, name, lb.LeaseID, lb.Token, ttl, sentAt.Add(ttl-c.margin(ttl)))
+	if o.wait > 0 {
+		// A queued grant happened some time after sentAt; one keepalive
+		// now gives the lease its full TTL from a known send time.
+		if err := l.keepAlive(ctx); err != nil {
+			l.lose(err)
+			return nil, fmt.Errorf("acquire %s: %w", name, err)
+		}
+	}
+	if !l.Valid() {
+		l.lose(ErrLeaseLost)
+		return nil, fmt.Errorf("acquire %s: granted too late to be safe: %w", name, ErrLeaseLost)
+	}
+	go l.run()
+	return l, nil
+}
+
+// problem is the part of an RFC 9457 document the client reads.
+type problem struct {
+	Type   string `json:"type"`
+	Detail string `json:"detail"`
+	Status int    `json:"status"`
+}
+
+// errStatus is a definite answer from the coordinator that is not success.
+type errStatus struct {
+	status int
+	p      problem
+}
+
+func (e *errStatus) Error() string {
+	return fmt.Sprintf("coordinator: %d %s: %s", e.status, e.p.Type, e.p.Detail)
+}
+
+func (e *errStatus) is(problemType string) bool { return strings.HasSuffix(e.p.Type, problemType) }
+
+// call sends one request, moving to another node on network errors and
+// 503s (following a named leader), until a definite answer or ctx ends.
+func (c *Client) call(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	backoff := 10 * time.Millisecond
+	var lastErr error
+	for attempt := 0; attempt < 1000; attempt++ {
+		base := c.endpoint()
+		err := c.once(ctx, method, base+path, body, want, out)
+		var es *errStatus
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &es) && es.status != http.StatusServiceUnavailable && es.status != http.StatusBadGateway:
+			switch {
+			case es.is("lock-held"):
+				return fmt.Errorf("%w: %s", ErrLockHeld, es.p.Detail)
+			case es.is("lease-not-held"), es.is("lock-not-found"), es.is("lease-expired"):
+				return fmt.Errorf("%w: %s", ErrLeaseLost, es.p.Detail)
+			}
+			return err
+		}
+		lastErr = err
+		c.next(base)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v (last error: %v)", ErrUnavailable, ctx.Err(), lastErr)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, lastErr)
+}
+
+func (c *Client) once(ctx context.Context, method, u string, body []byte, want int, out any) error {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c.propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode == want {
+		if out != nil {
+			return json.Unmarshal(b, out)
+		}
+		return nil
+	}
+	if leader := resp.Header.Get("Coordinator-Leader"); leader != "" {
+		c.mu.Lock()
+		c.hint = leader
+		c.mu.Unlock()
+	}
+	es := &errStatus{status: resp.StatusCode}
+	_ = json.Unmarshal(b, &es.p)
+	return es
+}
+
+func (c *Client) endpoint() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hint != "" {
+		return c.hint
+	}
+	return c.endpoints[c.current%len(c.endpoints)]
+}
+
+// next moves on from a node that failed.
+func (c *Client) next(failed string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hint == failed {
+		c.hint = ""
+		return
+	}
+	c.hint = ""
+	if c.endpoints[c.current%len(c.endpoints)] == failed {
+		c.current++
+	}
+}

@@ -1,0 +1,168 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Lease is a held lock. Its Token goes with every write made under it;
+// Done and Context tell when to stop.
+type Lease struct {
+	c     *Client
+	name  string
+	id    string
+	token uint64
+	ttl   time.Duration
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	deadline time.Time // client-side: last confirmed send time + ttl - margin
+	err      error
+	stop     chan struct{}
+	stopOnce sync.Once
+	finished chan struct{} // closed when the keepalive loop has exited
+}
+
+func newLease(c *Client, name, id string, token uint64, ttl time.Duration, deadline time.Time) *Lease {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &Lease{c: c, name: name, id: id, token: token, ttl: ttl, deadline: deadline, ctx: ctx, cancel: cancel,
+		stop: make(chan struct{}), finished: make(chan struct{})}
+}
+
+// Token returns the lease's fencing token; pass it to Fence with every
+// write made under the lock.
+func (l *Lease) Token() uint64 { return l.token }
+
+// ID returns the lease id.
+func (l *Lease) ID() string { return l.id }
+
+// Name returns the lock's name.
+func (l *Lease) Name() string { return l.name }
+
+// Done is closed the moment the lease may have been lost (or was released).
+func (l *Lease) Done() <-chan struct{} { return l.ctx.Done() }
+
+// Context returns a context cancelled when Done closes; do the work that
+// needs the lock under it.
+func (l *Lease) Context() context.Context { return l.ctx }
+
+// Err returns nil while the lease is held, ErrLeaseLost once it may have
+// been lost and ErrReleased after Release.
+func (l *Lease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Deadline returns the client-side deadline: the lease is certainly held
+// until then unless the holder is told otherwise.
+func (l *Lease) Deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deadline
+}
+
+// Valid reports whether the lease is still certainly held.
+func (l *Lease) Valid() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err == nil && time.Now().Before(l.deadline)
+}
+
+func (l *Lease) lose(err error) {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+	l.cancel(err)
+}
+
+// keepAlive sends one keepalive and, on success, moves the deadline to
+// its send time + ttl - margin.
+func (l *Lease) keepAlive(ctx context.Context) error {
+	ctx, span := l.c.tracer.Start(ctx, "lock.keepalive")
+	defer span.End()
+	sentAt := time.Now()
+	err := l.c.call(ctx, http.MethodPost, "/v1/locks/"+url.PathEscape(l.name)+"/leases/"+url.PathEscape(l.id)+"/keepalive", nil, http.StatusOK, nil)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil || !time.Now().Before(l.deadline) {
+		// The answer came after the moment the lease may have been lost;
+		// the holder may already have stopped, so do not revive it.
+		return ErrLeaseLost
+	}
+	if d := sentAt.Add(l.ttl - l.c.margin(l.ttl)); d.After(l.deadline) {
+		l.deadline = d
+	}
+	return nil
+}
+
+// run keeps the lease alive every ttl/3 and closes Done at the client-side
+// deadline if no keepalive got through in time.
+func (l *Lease) run() {
+	defer close(l.finished)
+	interval := l.ttl / 3
+	next := time.NewTimer(interval)
+	defer next.Stop()
+	for {
+		expiry := time.NewTimer(time.Until(l.Deadline()))
+		select {
+		case <-l.stop:
+			expiry.Stop()
+			return
+		case <-expiry.C:
+			l.lose(ErrLeaseLost)
+			return
+		case <-next.C:
+			expiry.Stop()
+			// Each attempt is bounded by the deadline: past it the lease is
+			// lost whatever the server says later.
+			ctx, cancel := context.WithDeadline(l.ctx, l.Deadline())
+			err := l.keepAlive(ctx)
+			cancel()
+			switch {
+			case err == nil:
+				next.Reset(interval)
+			case errors.Is(err, ErrLeaseLost):
+				l.lose(err)
+				return
+			default:
+				next.Reset(min(interval, 50*time.Millisecond)) // transient: try again soon
+			}
+		}
+	}
+}
+
+// Release gives the lock up and stops the keepalive; Done closes. Releasing
+// a lease that was already lost returns ErrLeaseLost.
+func (l *Lease) Release(ctx context.Context) error {
+	ctx, span := l.c.tracer.Start(ctx, "lock.release")
+	defer span.End()
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.finished
+	if err := l.Err(); err != nil {
+		return err
+	}
+	err := l.c.call(ctx, http.MethodDelete, "/v1/locks/"+url.PathEscape(l.name)+"/leases/"+url.PathEscape(l.id), nil, http.StatusNoContent, nil)
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		// The lease may still be held: it ends at its TTL on the server.
+		l.lose(ErrLeaseLost)
+		return fmt.Errorf("release %s: %w", l.name, err)
+	}
+	l.lose(ErrReleased)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", l.name, err)
+	}
+	return nil
+}
