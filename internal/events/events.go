@@ -1,0 +1,52 @@
+// Package events is the contract between payonce's services: the subjects
+// events are published on and the JSON shape of each. It imports no
+// messaging library, so a service's domain can name events without knowing
+// how they travel.
+//
+// Every event carries an EventID. It is the outbox row's primary key, the
+// JetStream Nats-Msg-Id (so a re-publish inside the duplicate window is
+// dropped by the server) and the consumer's inbox key (so a redelivery after
+// that window is dropped by the consumer).
+package events
+
+import "time"
+
+// Subjects. The first token names the stream that holds the subject.
+const (
+	// OrderCreated announces an order awaiting payment.
+	OrderCreated = "orders.created"
+	// PaymentSucceeded announces a captured payment.
+	PaymentSucceeded = "payments.succeeded"
+	// PaymentFailed announces a payment that will not succeed (declined or
+	// refused); the order moves to payment_failed.
+	PaymentFailed = "payments.failed"
+)
+
+// OrderCreatedEvent is published by orders when an order is placed.
+type OrderCreatedEvent struct {
+	EventID    string `json:"event_id"`
+	OrderID    string `json:"order_id"`
+	CustomerID string `json:"customer_id"`
+	// Amount is the order total the orders service computed, in minor units.
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	// Card is the simulated card to charge. A real system sends a PSP token
+	// here, never a card number.
+	Card       string    `json:"card"`
+	OccurredAt time.Time `json:"occurred_at"`
+}
+
+// PaymentOutcomeEvent is published by payments when a payment for an order
+// (or a direct payment) reaches a final state.
+type PaymentOutcomeEvent struct {
+	EventID    string `json:"event_id"`
+	PaymentID  string `json:"payment_id"`
+	OrderID    string `json:"order_id,omitempty"`
+	CustomerID string `json:"customer_id"`
+	Amount     int64  `json:"amount"`
+	Currency   string `json:"currency"`
+	// Status is "succeeded" or "failed".
+	Status        string    `json:"status"`
+	FailureReason string    `json:"failure_reason,omitempty"`
+	OccurredAt    time.Time `json:"occurred_at"`
+}
