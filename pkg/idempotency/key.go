@@ -1,0 +1,204 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// InitialRecoveryPoint is the recovery point of a key no phase has
+// committed for. It is the only point at which a failed request leaves no
+// trace: the key is released and a retry starts afresh.
+const InitialRecoveryPoint = "started"
+
+// finishedRecoveryPoint marks a key whose response is stored. Handlers
+// never see it: a finished key is replayed, not run.
+const finishedRecoveryPoint = "finished"
+
+// Key is the right, held by one request at a time, to carry out the intent
+// that an idempotency key names. A handler gets it with FromContext and
+// moves the intent forward in atomic phases (Phase); each phase commits its
+// own writes together with the key's new recovery point, so whoever holds
+// the key next (a retry after a crash, or a recovery worker) resumes from
+// the last committed phase instead of starting over.
+//
+// A Key is used by one goroutine, the request's.
+type Key struct {
+	store     *Store
+	scope     string
+	value     string
+	holder    uuid.UUID
+	point     string
+	resumed   bool
+	done      bool
+	expiresAt time.Time
+}
+
+type contextKey struct{}
+
+// NewContext returns ctx carrying k; the middleware does this for the
+// handler, and a recovery worker does it before calling service code.
+func NewContext(ctx context.Context, k *Key) context.Context {
+	return context.WithValue(ctx, contextKey{}, k)
+}
+
+// FromContext returns the key the request holds, or nil when the request
+// did not come through the middleware (for example a GET).
+func FromContext(ctx context.Context) *Key {
+	k, _ := ctx.Value(contextKey{}).(*Key)
+	return k
+}
+
+// Scope returns the caller the key belongs to.
+func (k *Key) Scope() string { return k.scope }
+
+// Value returns the key as the client sent it.
+func (k *Key) Value() string { return k.value }
+
+// RecoveryPoint returns the last committed recovery point:
+// InitialRecoveryPoint for a fresh request, or the name returned by the
+// last successful Phase, including one committed by a previous holder.
+func (k *Key) RecoveryPoint() string { return k.point }
+
+// Resumed reports whether this request took the key over from an earlier
+// attempt rather than creating it.
+func (k *Key) Resumed() bool { return k.resumed }
+
+// ExpiresAt returns the end of the key's retention.
+func (k *Key) ExpiresAt() time.Time { return k.expiresAt }
+
+// Derive returns a stable key for a call to another system made on behalf
+// of this one (for example the bank charge of a payment), so that when a
+// takeover repeats the call, the other system sees the same key and does
+// the work once. purpose tells several such calls apart. The result is a
+// 64-character hex string, a valid Idempotency-Key anywhere.
+func (k *Key) Derive(purpose string) string {
+	h := sha256.New()
+	for _, part := range []string{"payonce-derived-v1", k.scope, k.value, purpose} {
+		fmt.Fprintf(h, "%d:%s;", len(part), part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Phase runs fn in one database transaction together with the move of the
+// key's recovery point to the name fn returns, and renews this holder's
+// lease. Either both commit or neither does, which is what makes the
+// recovery point trustworthy: it never claims work that did not happen,
+// and work that happened is never without its recovery point.
+//
+// Before fn runs, Phase locks the key's row and checks that this request
+// still holds it. If the lease ran out and another request took the key
+// over, Phase returns an error wrapping ErrKeyLost without calling fn: a
+// holder that was presumed dead can wake up but cannot write. While a phase
+// runs, a takeover waits for it.
+//
+// fn must return a new point: not "", not InitialRecoveryPoint (which
+// means "nothing happened") and not "finished". It may return the current
+// point to commit work without advancing. Outside calls (HTTP to the bank)
+// belong between phases, never inside fn: a transaction must not stay open
+// across a network call, and such calls must carry an idempotency key of
+// their own (Derive), because a takeover may repeat them.
+func (k *Key) Phase(ctx context.Context, fn func(tx pgx.Tx) (nextPoint string, err error)) error {
+	if k.done {
+		return errors.New("idempotency: Phase called after the response was stored")
+	}
+	tx, err := k.store.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("phase: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	var current string
+	err = tx.QueryRow(ctx, `
+		SELECT recovery_point FROM idempotency_keys
+		 WHERE scope = $1 AND key = $2 AND holder = $3
+		   FOR UPDATE`, k.scope, k.value, k.holder).Scan(&current)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return errLost()
+	case err != nil:
+		return fmt.Errorf("phase: lock key: %w", err)
+	}
+	next, err := fn(tx)
+	if err != nil {
+		return err
+	}
+	if next == "" || next == InitialRecoveryPoint || next == finishedRecoveryPoint {
+		return fmt.Errorf("phase: %q is not a recovery point a phase may move to", next)
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE idempotency_keys
+		   SET recovery_point = $4, locked_until = now() + $5::bigint * interval '1 microsecond'
+		 WHERE scope = $1 AND key = $2 AND holder = $3`,
+		k.scope, k.value, k.holder, next, k.store.cfg.LockTimeout.Microseconds()); err != nil {
+		return fmt.Errorf("phase: advance recovery point: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("phase: commit: %w", err)
+	}
+	k.point = next
+	return nil
+}
+
+// Complete stores resp as the key's final answer, replayed to every retry
+// until the key expires, and ends this holder's lease. It fails with
+// ErrKeyLost if the key was taken over; then nothing is stored and the new
+// holder's answer wins.
+func (k *Key) Complete(ctx context.Context, resp Response) error {
+	header, err := json.Marshal(resp.Header)
+	if err != nil {
+		return fmt.Errorf("complete: encode headers: %w", err)
+	}
+	body := resp.Body
+	if body == nil {
+		body = []byte{} // NULL would read as "compacted"
+	}
+	tag, err := k.store.pool.Exec(ctx, `
+		UPDATE idempotency_keys
+		   SET recovery_point = 'finished', holder = NULL, locked_until = NULL,
+		       response_status = $4, response_headers = $5, response_body = $6, completed_at = now()
+		 WHERE scope = $1 AND key = $2 AND holder = $3`,
+		k.scope, k.value, k.holder, resp.Status, header, body)
+	if err != nil {
+		return fmt.Errorf("complete: store response: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errLost()
+	}
+	k.done = true
+	return nil
+}
+
+// Release gives the key up after a failure that is not the request's
+// final answer (a 5xx). If no phase has committed, the key is deleted, so
+// a retry runs afresh as if this attempt never happened; otherwise it
+// stays at its recovery point with no holder, so the next retry takes it
+// over at once and rolls forward. The database decides which, not this
+// Key's memory: a phase whose commit reply was lost may have committed.
+func (k *Key) Release(ctx context.Context) error {
+	k.done = true
+	tag, err := k.store.pool.Exec(ctx, `
+		DELETE FROM idempotency_keys
+		 WHERE scope = $1 AND key = $2 AND holder = $3 AND recovery_point = 'started'`,
+		k.scope, k.value, k.holder)
+	if err != nil {
+		return fmt.Errorf("release key: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	if _, err := k.store.pool.Exec(ctx, `
+		UPDATE idempotency_keys SET holder = NULL, locked_until = NULL
+		 WHERE scope = $1 AND key = $2 AND holder = $3`,
+		k.scope, k.value, k.holder); err != nil {
+		return fmt.Errorf("unlock key: %w", err)
+	}
+	return nil
+}
