@@ -50,6 +50,9 @@ type Middleware struct {
 	replayHeaders []string
 	waitInFlight  time.Duration
 	obs           observer
+	// onWait, set by tests, runs each time a request starts waiting for
+	// an in-flight key.
+	onWait func()
 }
 
 // NewMiddleware returns the middleware on store.
@@ -171,6 +174,9 @@ func (m *Middleware) begin(ctx context.Context, scope, key string, fp Fingerprin
 		if err != nil || a.Outcome != InFlight || time.Now().Add(pause).After(deadline) {
 			m.obs.endBegin(ctx, span, a, err)
 			return a, err
+		}
+		if m.onWait != nil {
+			m.onWait()
 		}
 		t := time.NewTimer(pause)
 		select {
