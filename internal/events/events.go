@@ -50,3 +50,11 @@ type PaymentOutcomeEvent struct {
 	FailureReason string    `json:"failure_reason,omitempty"`
 	OccurredAt    time.Time `json:"occurred_at"`
 }
+
+// Subject returns the subject the outcome is published on.
+func (e PaymentOutcomeEvent) Subject() string {
+	if e.Status == "succeeded" {
+		return PaymentSucceeded
+	}
+	return PaymentFailed
+}

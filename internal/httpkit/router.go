@@ -33,7 +33,13 @@ type RouterConfig struct {
 	Propagator     propagation.TextMapPropagator
 	// Logger logs recovered panics.
 	Logger *slog.Logger
+	// Instance, when set, is sent on every response as InstanceHeader, so
+	// people can watch which instance served a request.
+	Instance string
 }
+
+// InstanceHeader names the instance that produced a response.
+const InstanceHeader = "Payonce-Instance"
 
 // Router assembles a service's HTTP handler: /healthz, /readyz and
 // /metrics beside the API, and around the API, from the outside in, tracing,
@@ -66,7 +72,13 @@ func Router(cfg RouterConfig) http.Handler {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
 	mux.Handle("/", otelhttp.NewHandler(api, "http.server", otelOpts...))
-	return mux
+	if cfg.Instance == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(InstanceHeader, cfg.Instance)
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // spanName names a server span after the matched route pattern
