@@ -35,6 +35,12 @@ const (
 // change under it through a module upgrade; its output matches the reference
 // XXH64 test vectors (see hash_test.go).
 func Hash(key string) uint64 {
+	return xxh64(key)
+}
+
+// xxh64 serves both Hash and the fingerprint of a table, which is hashed as
+// bytes without copying it into a string first.
+func xxh64[Bytes string | []byte](key Bytes) uint64 {
 	n := len(key)
 	var h uint64
 	i := 0
@@ -94,13 +100,13 @@ func mergeRound(acc, val uint64) uint64 {
 
 // load64 reads 8 little-endian bytes of s at i; the compiler merges the
 // byte loads into one.
-func load64(s string, i int) uint64 {
+func load64[Bytes string | []byte](s Bytes, i int) uint64 {
 	s = s[i : i+8]
 	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
-func load32(s string, i int) uint32 {
+func load32[Bytes string | []byte](s Bytes, i int) uint32 {
 	s = s[i : i+4]
 	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }

@@ -130,7 +130,8 @@ type placement struct {
 	totalWeight int64
 	excess      []int64
 	owned       [][]uint32 // slots of each member
-	ownedSorted []bool     // whether owned[m] is in ascending slotPriority
+	ownedSorted []bool     // whether owned[m] is in descending slotPriority
+	scans       []int      // how many times each member's slots were scanned for a donation
 	orphans     []uint32   // slots whose member left
 	fullest     memberHeap // top: largest excess
 	emptiest    memberHeap // top: smallest excess
@@ -142,6 +143,7 @@ func newPlacement(members []Member, table []uint16) *placement {
 		excess:      make([]int64, len(members)),
 		owned:       make([][]uint32, len(members)),
 		ownedSorted: make([]bool, len(members)),
+		scans:       make([]int, len(members)),
 	}
 	for _, m := range members {
 		p.totalWeight += int64(m.Weight)
@@ -205,13 +207,7 @@ func (p *placement) evenOut() {
 		if p.excess[donor]-p.excess[receiver] <= p.totalWeight {
 			return
 		}
-		if !p.ownedSorted[donor] {
-			sortByPriority(p.owned[donor])
-			p.ownedSorted[donor] = true
-		}
-		slots := p.owned[donor]
-		slot := slots[0]
-		p.owned[donor] = slots[1:]
+		slot := p.takeFrom(donor)
 		p.excess[donor] -= p.totalWeight
 		p.fullest.fix(donor)
 		p.emptiest.fix(donor)
@@ -226,6 +222,37 @@ func (p *placement) give(slot uint32, receiver int32) {
 	p.excess[receiver] += p.totalWeight
 	p.fullest.fix(receiver)
 	p.emptiest.fix(receiver)
+}
+
+// takeFrom removes and returns the donor's slot of highest priority. A
+// donor usually gives up a slot or two, so it scans for the best one; only a
+// donor that keeps giving sorts its slots once, so that a rebalance from one
+// member to thousands stays O(slots log slots).
+func (p *placement) takeFrom(donor int32) uint32 {
+	slots := p.owned[donor]
+	if p.ownedSorted[donor] {
+		p.owned[donor] = slots[1:]
+		return slots[0]
+	}
+	p.scans[donor]++
+	if p.scans[donor] > 8 {
+		sortByPriority(slots)
+		p.ownedSorted[donor] = true
+		p.owned[donor] = slots[1:]
+		return slots[0]
+	}
+	best := 0
+	bestPriority := slotPriority(slots[0])
+	for i := 1; i < len(slots); i++ {
+		if pr := slotPriority(slots[i]); pr > bestPriority {
+			best, bestPriority = i, pr
+		}
+	}
+	slot := slots[best]
+	// Swap-remove; order does not matter until the list is sorted.
+	slots[best] = slots[len(slots)-1]
+	p.owned[donor] = slots[:len(slots)-1]
+	return slot
 }
 
 // sortByPriority puts slots in descending slotPriority, the order in which

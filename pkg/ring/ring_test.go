@@ -341,3 +341,17 @@ func TestRingSwapsWhileReading(t *testing.T) {
 	wg.Wait()
 	checkFairShares(t, r.Load())
 }
+
+// A fixed history of changes is pinned too: parties that replay the
+// coordinator's membership log must reach this table on every version of
+// the code with the same HashVersion.
+func TestRebalanceHistoryIsPinned(t *testing.T) {
+	s := mustBuild(t, names("orders", 5))
+	s = mustRebalance(t, s, names("orders", 7))                                             // two join
+	s = mustRebalance(t, s, names("orders", 7)[2:])                                         // two leave
+	s = mustRebalance(t, s, append(names("orders", 7)[2:], Member{Name: "big", Weight: 3})) // weighted join
+	const want uint64 = 0xe74891343b1102f
+	if got := s.Fingerprint(); got != want || s.Version() != 4 {
+		t.Fatalf("Fingerprint = %#x version %d, want %#x version 4: placement scheme changed", got, s.Version(), want)
+	}
+}

@@ -166,5 +166,5 @@ func computeFingerprint(members []Member, table []uint16) uint64 {
 	for _, owner := range table {
 		buf = append(buf, byte(owner), byte(owner>>8))
 	}
-	return Hash(string(buf))
+	return xxh64(buf)
 }
