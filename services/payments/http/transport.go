@@ -1,0 +1,99 @@
+// Package http exposes the payments service over REST/JSON with go-kit.
+// Every route requires an API key; the mutating ones also require an
+// Idempotency-Key (pkg/idempotency), whose caller-scoped value names the
+// payment or refund the request creates.
+package http
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	kithttp "github.com/go-kit/kit/transport/http"
+
+	"github.com/payonce/payonce/internal/apikey"
+	"github.com/payonce/payonce/internal/errs"
+	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/pkg/idempotency"
+	"github.com/payonce/payonce/services/payments"
+)
+
+// NewHandler routes the payments API. keys authenticates callers; idem
+// makes the POST routes idempotent and must scope keys by CallerScope.
+func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, logger *slog.Logger) http.Handler {
+	opts := httpkit.ServerOptions(logger)
+	server := func(ep func(context.Context, any) (any, error), dec kithttp.DecodeRequestFunc) http.Handler {
+		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/payments", idem.Wrap(server(e.CreatePayment, decodeCreatePayment)))
+	mux.Handle("GET /v1/payments/{id}", server(e.GetPayment, decodeID))
+	mux.Handle("GET /v1/customers/{id}/payments", server(e.CustomerPayments, decodeCustomerPayments))
+	mux.Handle("POST /v1/payments/{id}/refunds", idem.Wrap(server(e.CreateRefund, decodeCreateRefund)))
+	return keys.Authenticate(mux)
+}
+
+// CallerScope is the idempotency scope of a request: its authenticated
+// caller. Pass it as idempotency.Options.Scope.
+func CallerScope(r *http.Request) (string, error) {
+	caller, ok := apikey.Caller(r.Context())
+	if !ok {
+		return "", errs.E(errs.Unauthorized, "no authenticated caller")
+	}
+	return caller, nil
+}
+
+func heldKey(ctx context.Context) (*idempotency.Key, error) {
+	key := idempotency.FromContext(ctx)
+	if key == nil {
+		// The route is wrapped by the middleware, so this is a wiring bug.
+		return nil, errs.Wrap(errs.Internal, "", errors.New("idempotent route reached without an idempotency key"))
+	}
+	return key, nil
+}
+
+func decodeCreatePayment(ctx context.Context, r *http.Request) (any, error) {
+	key, err := heldKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req := createPaymentRequest{caller: key.Scope()}
+	if err := httpkit.DecodeJSON(r, &req.CreatePaymentRequest); err != nil {
+		return nil, err
+	}
+	req.ID = payments.PaymentIDFor(key.Scope(), key.Value())
+	return req, nil
+}
+
+func decodeCreateRefund(ctx context.Context, r *http.Request) (any, error) {
+	key, err := heldKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req := createRefundRequest{caller: key.Scope()}
+	if err := httpkit.DecodeJSON(r, &req.RefundRequest); err != nil {
+		return nil, err
+	}
+	req.ID = payments.RefundIDFor(key.Scope(), key.Value())
+	req.PaymentID = r.PathValue("id")
+	return req, nil
+}
+
+func decodeID(_ context.Context, r *http.Request) (any, error) {
+	return r.PathValue("id"), nil
+}
+
+func decodeCustomerPayments(_ context.Context, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	req := customerPaymentsRequest{customerID: r.PathValue("id"), page: payments.Page{Cursor: q.Get("cursor")}}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, errs.E(errs.Invalid, "limit must be a positive integer").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
+		}
+		req.page.Limit = n
+	}
+	return req, nil
+}

@@ -1,0 +1,89 @@
+package payments
+
+import (
+	"context"
+	"time"
+
+	"github.com/payonce/payonce/internal/events"
+)
+
+// Fence is the fencing token a write is made under, and the resource it
+// protects. The store checks it first in the write's transaction.
+type Fence struct {
+	Resource string
+	Token    uint64
+}
+
+// ChargeResult is the bank's final word on a charge.
+type ChargeResult struct {
+	BankChargeID  string
+	Declined      bool
+	DeclineReason string
+}
+
+// RefundResult is the bank's final word on a refund.
+type RefundResult struct {
+	BankRefundID string
+	Refused      bool
+	Reason       string
+}
+
+// Store keeps payments and refunds. Every method is one transaction; the
+// fenced ones first pass the fence and fail with ErrFenced if the token is
+// stale, changing nothing.
+type Store interface {
+	// CreatePayment inserts p unless a payment with p.ID or p.OrderID
+	// exists, and returns the stored payment and whether this call created it.
+	CreatePayment(ctx context.Context, p Payment) (Payment, bool, error)
+	Payment(ctx context.Context, id string) (Payment, error)
+	CustomerPayments(ctx context.Context, customerID string, page Page) (PaymentList, error)
+	// MarkAuthorizing moves a pending payment to authorizing. A payment
+	// already authorizing or final is returned unchanged.
+	MarkAuthorizing(ctx context.Context, id string, fence Fence) (Payment, error)
+	// FinishPayment records the bank's result and writes the outcome event
+	// to the outbox, in one transaction. A final payment is returned unchanged.
+	FinishPayment(ctx context.Context, id string, fence Fence, result ChargeResult, event events.PaymentOutcomeEvent) (Payment, error)
+	// UnfinishedPayments lists payments not final whose last change is
+	// older than olderThan, by the database clock.
+	UnfinishedPayments(ctx context.Context, olderThan time.Duration, limit int) ([]Payment, error)
+
+	// ReserveRefund inserts r and reserves its amount on the payment,
+	// unless a refund with r.ID exists (then it is returned). It fails with
+	// an Invalid error if the amount exceeds what is left to refund.
+	ReserveRefund(ctx context.Context, r Refund, fence Fence) (Refund, error)
+	// FinishRefund records the bank's result; a refused refund gives its
+	// reservation back.
+	FinishRefund(ctx context.Context, id string, fence Fence, result RefundResult) (Refund, error)
+	Refund(ctx context.Context, id string) (Refund, error)
+	UnfinishedRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]Refund, error)
+}
+
+// Locker grants fencing-token locks (the coordinator).
+type Locker interface {
+	Acquire(ctx context.Context, name string, ttl time.Duration) (Lease, error)
+}
+
+// Lease is a held lock.
+type Lease interface {
+	// Token is the fencing token every write under the lease carries.
+	Token() uint64
+	// Context is cancelled the moment the lease may have been lost.
+	Context() context.Context
+	Release(ctx context.Context) error
+}
+
+// BankCharge is what the bank is asked to capture.
+type BankCharge struct {
+	Amount    int64
+	Currency  string
+	Card      string
+	Reference string
+}
+
+// Bank is the payment provider. Both calls are idempotent on key. An error
+// means the outcome is unknown (the call may or may not have taken effect):
+// the caller retries later with the same key.
+type Bank interface {
+	Charge(ctx context.Context, key string, c BankCharge) (ChargeResult, error)
+	Refund(ctx context.Context, key, chargeID string, amount int64) (RefundResult, error)
+}

@@ -1,0 +1,334 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/payonce/payonce/internal/errs"
+	"github.com/payonce/payonce/internal/events"
+	"github.com/payonce/payonce/internal/failpoint"
+	"github.com/payonce/payonce/internal/money"
+)
+
+// Config tunes the service.
+type Config struct {
+	// LockTTL is the lease on a customer's lock while charging it. It must
+	// exceed a bank call's timeout, or healthy charges lose their lease.
+	LockTTL time.Duration
+	// Now is the clock for event timestamps (not for any decision).
+	Now func() time.Time
+}
+
+// service implements Service.
+type service struct {
+	store  Store
+	locker Locker
+	bank   Bank
+	cfg    Config
+	tracer trace.Tracer
+	logger *slog.Logger
+}
+
+// NewService returns the payments service on its ports.
+func NewService(store Store, locker Locker, bank Bank, cfg Config, tracer trace.Tracer, logger *slog.Logger) Service {
+	if cfg.LockTTL <= 0 {
+		cfg.LockTTL = 15 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &service{store: store, locker: locker, bank: bank, cfg: cfg, tracer: tracer, logger: logger}
+}
+
+// OrdersCaller is the caller recorded for payments made from orders events.
+const OrdersCaller = "orders"
+
+func (s *service) CreatePayment(ctx context.Context, caller string, req CreatePaymentRequest) (Payment, error) {
+	if err := validateCreate(req); err != nil {
+		return Payment{}, err
+	}
+	p, _, err := s.store.CreatePayment(ctx, Payment{
+		ID:         req.ID,
+		Caller:     caller,
+		CustomerID: req.CustomerID,
+		Amount:     req.Amount,
+		Currency:   req.Currency,
+		Card:       req.Card,
+		CardLast4:  req.Card[len(req.Card)-4:],
+		Status:     Pending,
+		BankKey:    bankKey("payment", req.ID),
+	})
+	if err != nil {
+		return Payment{}, err
+	}
+	if p.Amount != req.Amount || p.Currency != req.Currency || p.CustomerID != req.CustomerID {
+		// Only possible if two intents hash to one id; refuse rather than
+		// answer one intent with another's payment.
+		return Payment{}, errs.E(errs.Conflict, "a different payment already exists for this intent")
+	}
+	failpoint.Hit(FailAfterCreate)
+	return s.settle(ctx, p)
+}
+
+func (s *service) PayOrder(ctx context.Context, ev events.OrderCreatedEvent) (Payment, error) {
+	req := CreatePaymentRequest{
+		ID:         PaymentIDForOrder(ev.OrderID),
+		CustomerID: ev.CustomerID,
+		Amount:     ev.Amount,
+		Currency:   ev.Currency,
+		Card:       ev.Card,
+	}
+	if ev.OrderID == "" {
+		return Payment{}, errs.E(errs.Invalid, "orders.created event without order_id")
+	}
+	if err := validateCreate(req); err != nil {
+		return Payment{}, err
+	}
+	p, _, err := s.store.CreatePayment(ctx, Payment{
+		ID:         req.ID,
+		Caller:     OrdersCaller,
+		CustomerID: req.CustomerID,
+		OrderID:    ev.OrderID,
+		// The inbox row is written with the payment, in one transaction.
+		SourceEventID: ev.EventID,
+		Amount:        req.Amount,
+		Currency:      req.Currency,
+		Card:          req.Card,
+		CardLast4:     req.Card[len(req.Card)-4:],
+		Status:        Pending,
+		BankKey:       bankKey("payment", req.ID),
+	})
+	if err != nil {
+		return Payment{}, err
+	}
+	failpoint.Hit(FailAfterCreate)
+	return s.settle(ctx, p)
+}
+
+func (s *service) Payment(ctx context.Context, id string) (Payment, error) {
+	return s.store.Payment(ctx, id)
+}
+
+func (s *service) CustomerPayments(ctx context.Context, customerID string, page Page) (PaymentList, error) {
+	if customerID == "" || len(customerID) > 128 {
+		return PaymentList{}, errs.E(errs.Invalid, "customer id must be 1 to 128 characters")
+	}
+	if page.Limit <= 0 {
+		page.Limit = 20
+	}
+	if page.Limit > 100 {
+		return PaymentList{}, errs.E(errs.Invalid, "limit must be at most 100").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
+	}
+	return s.store.CustomerPayments(ctx, customerID, page)
+}
+
+// customerLock names the lock (and fence resource) that serialises charges
+// of one customer across every payments instance.
+func customerLock(customerID string) string { return "customer:" + customerID }
+
+// settle drives a payment to a final state from wherever it stands. It is
+// the one procedure behind every entry point, and it is safe to run again
+// at any time, concurrently or after a crash: the lock serialises it per
+// customer, the fence refuses a holder that lost its lease, and the bank
+// key makes the bank call happen once.
+func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
+	if p.Status.Final() {
+		return p, nil
+	}
+	ctx, span := s.tracer.Start(ctx, "payments.settle", trace.WithAttributes(
+		attribute.String("payment.id", p.ID), attribute.String("payment.status", string(p.Status))))
+	defer span.End()
+
+	lease, err := s.locker.Acquire(ctx, customerLock(p.CustomerID), s.cfg.LockTTL)
+	if err != nil {
+		return p, errs.Wrap(errs.Unavailable, "could not lock the customer for charging; retry", err).WithRetryAfter(1)
+	}
+	defer func() {
+		if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
+			s.logger.DebugContext(ctx, "lease release", "err", err)
+		}
+	}()
+	// Work under the lease: if it may have been lost, stop at once.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(lease.Context(), cancel)
+	defer stop()
+	fence := Fence{Resource: customerLock(p.CustomerID), Token: lease.Token()}
+	span.SetAttributes(attribute.Int64("lock.fence_token", int64(fence.Token)))
+
+	p, err = s.store.MarkAuthorizing(ctx, p.ID, fence)
+	if err != nil {
+		return p, err
+	}
+	if p.Status.Final() {
+		return p, nil
+	}
+	failpoint.Hit(FailAfterAuthorizing)
+	result, err := s.bank.Charge(ctx, p.BankKey, BankCharge{Amount: p.Amount, Currency: p.Currency, Card: p.Card, Reference: p.ID})
+	failpoint.Hit(FailAfterBankCharge)
+	if err != nil {
+		// The charge may or may not have happened. The payment stays
+		// authorizing; a retry or the recovery worker asks the bank again
+		// with the same key and learns which.
+		return p, errs.Wrap(errs.Unavailable, "the bank did not answer; retry to get the result", err).WithRetryAfter(1)
+	}
+	status, reason := Succeeded, ""
+	if result.Declined {
+		status, reason = Failed, result.DeclineReason
+	}
+	ev := events.PaymentOutcomeEvent{
+		EventID:       outcomeEventID(p.ID),
+		PaymentID:     p.ID,
+		OrderID:       p.OrderID,
+		CustomerID:    p.CustomerID,
+		Amount:        p.Amount,
+		Currency:      p.Currency,
+		Status:        string(status),
+		FailureReason: reason,
+		OccurredAt:    s.cfg.Now().UTC(),
+	}
+	p, err = s.store.FinishPayment(ctx, p.ID, fence, result, ev)
+	if err == nil {
+		failpoint.Hit(FailAfterFinish)
+	}
+	return p, err
+}
+
+// Failpoints at each recovery point of a charge (see internal/failpoint):
+// integration tests SIGKILL the process at each and prove that a retry or
+// the recovery worker completes the payment with one bank charge.
+const (
+	FailAfterCreate      = "payments.after_create"
+	FailAfterAuthorizing = "payments.after_authorizing"
+	FailAfterBankCharge  = "payments.after_bank_charge"
+	FailAfterFinish      = "payments.after_finish"
+)
+
+func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRequest) (Refund, error) {
+	if req.Amount <= 0 || req.Amount > money.MaxAmount {
+		return Refund{}, errs.E(errs.Invalid, "refund amount must be a positive number of minor units").
+			WithFields(errs.FieldError{Field: "amount", Reason: "positive integer, minor units"})
+	}
+	p, err := s.store.Payment(ctx, req.PaymentID)
+	if err != nil {
+		return Refund{}, err
+	}
+	if p.Status != Succeeded {
+		return Refund{}, ErrNotRefundable
+	}
+	lease, err := s.locker.Acquire(ctx, customerLock(p.CustomerID), s.cfg.LockTTL)
+	if err != nil {
+		return Refund{}, errs.Wrap(errs.Unavailable, "could not lock the customer for refunding; retry", err).WithRetryAfter(1)
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(lease.Context(), cancel)
+	defer stop()
+	fence := Fence{Resource: customerLock(p.CustomerID), Token: lease.Token()}
+
+	r, err := s.store.ReserveRefund(ctx, Refund{
+		ID:        req.ID,
+		PaymentID: p.ID,
+		Amount:    req.Amount,
+		Currency:  p.Currency,
+		Status:    RefundPending,
+		BankKey:   bankKey("refund", req.ID),
+	}, fence)
+	if err != nil {
+		return Refund{}, err
+	}
+	return s.finishRefund(ctx, r, p.BankChargeID, fence)
+}
+
+func (s *service) finishRefund(ctx context.Context, r Refund, chargeID string, fence Fence) (Refund, error) {
+	if r.Status != RefundPending {
+		return r, nil
+	}
+	result, err := s.bank.Refund(ctx, r.BankKey, chargeID, r.Amount)
+	if err != nil {
+		return r, errs.Wrap(errs.Unavailable, "the bank did not answer; retry to get the result", err).WithRetryAfter(1)
+	}
+	return s.store.FinishRefund(ctx, r.ID, fence, result)
+}
+
+func (s *service) ResumeUnfinished(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
+	stuck, err := s.store.UnfinishedPayments(ctx, olderThan, limit)
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	var failures []error
+	for _, p := range stuck {
+		s.logger.InfoContext(ctx, "resuming unfinished payment", "payment_id", p.ID, "status", string(p.Status))
+		if _, err := s.settle(ctx, p); err != nil {
+			failures = append(failures, fmt.Errorf("payment %s: %w", p.ID, err))
+			continue
+		}
+		done++
+	}
+	refunds, err := s.store.UnfinishedRefunds(ctx, olderThan, limit)
+	if err != nil {
+		return done, err
+	}
+	for _, r := range refunds {
+		if err := s.resumeRefund(ctx, r); err != nil {
+			failures = append(failures, fmt.Errorf("refund %s: %w", r.ID, err))
+			continue
+		}
+		done++
+	}
+	return done, errors.Join(failures...)
+}
+
+func (s *service) resumeRefund(ctx context.Context, r Refund) error {
+	p, err := s.store.Payment(ctx, r.PaymentID)
+	if err != nil {
+		return err
+	}
+	lease, err := s.locker.Acquire(ctx, customerLock(p.CustomerID), s.cfg.LockTTL)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, "could not lock the customer", err)
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	_, err = s.finishRefund(ctx, r, p.BankChargeID, Fence{Resource: customerLock(p.CustomerID), Token: lease.Token()})
+	return err
+}
+
+func validateCreate(req CreatePaymentRequest) error {
+	var fields []errs.FieldError
+	if req.CustomerID == "" || len(req.CustomerID) > 128 {
+		fields = append(fields, errs.FieldError{Field: "customer_id", Reason: "1 to 128 characters"})
+	}
+	if err := (money.Money{Amount: req.Amount, Currency: money.Currency(req.Currency)}).Validate(); err != nil {
+		fields = append(fields, errs.As(err).Fields...)
+	}
+	if len(req.Card) < 12 || len(req.Card) > 19 || !digits(req.Card) {
+		fields = append(fields, errs.FieldError{Field: "card", Reason: "12 to 19 digits"})
+	}
+	if req.ID == "" {
+		return errs.E(errs.Internal, "payment id not derived from the intent")
+	}
+	if len(fields) > 0 {
+		return errs.E(errs.Invalid, "invalid payment request").WithFields(fields...)
+	}
+	return nil
+}
+
+func digits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

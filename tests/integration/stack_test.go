@@ -1,0 +1,330 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payonce/payonce/internal/proc"
+	"github.com/payonce/payonce/internal/testenv"
+)
+
+// The binaries under test, built once per test run from this checkout.
+var build struct {
+	once sync.Once
+	dir  string
+	bins map[string]string
+	err  error
+}
+
+func binaries(t *testing.T) map[string]string {
+	t.Helper()
+	build.once.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		build.dir, build.err = os.MkdirTemp("", "payonce-it-bin-")
+		if build.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		build.bins, build.err = proc.Build(ctx, root, build.dir,
+			"./services/coordinator/cmd/coordinator",
+			"./services/bank/cmd/bank",
+			"./services/payments/cmd/payments",
+		)
+	})
+	if build.err != nil {
+		t.Fatalf("build binaries: %v", build.err)
+	}
+	return build.bins
+}
+
+func removeBinaries() {
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := proc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// logWriter sends process output to the test log only when -v is given,
+// so a failing test's output stays readable.
+func logWriter() io.Writer {
+	if testing.Verbose() {
+		return os.Stderr
+	}
+	return nil
+}
+
+// startProcess starts bin and stops it (SIGTERM) when the test ends; a
+// failing test prints its output.
+func startProcess(t *testing.T, name, bin string, env []string, readyURL string) *proc.Process {
+	t.Helper()
+	p, err := proc.Start(name, bin, env, logWriter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.Stop(10 * time.Second)
+		if t.Failed() && !testing.Verbose() {
+			t.Logf("output of %s:\n%s", name, tail(p.Output(), 4000))
+		}
+	})
+	if readyURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := proc.WaitReady(ctx, p, readyURL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// coordinators is a 3-node coordinator cluster of real processes.
+type coordinators struct {
+	urls []string
+	env  [][]string
+	proc []*proc.Process
+	bin  string
+	t    *testing.T
+}
+
+func startCoordinators(t *testing.T) *coordinators {
+	t.Helper()
+	bin := binaries(t)["coordinator"]
+	c := &coordinators{bin: bin, t: t}
+	var peers []string
+	httpPorts := make([]int, 3)
+	for i := range 3 {
+		raftPort := freePort(t)
+		httpPorts[i] = freePort(t)
+		url := fmt.Sprintf("http://127.0.0.1:%d", httpPorts[i])
+		c.urls = append(c.urls, url)
+		peers = append(peers, fmt.Sprintf("c%d=127.0.0.1:%d=%s", i+1, raftPort, url))
+		c.env = append(c.env, []string{
+			fmt.Sprintf("COORDINATOR_NODE_ID=c%d", i+1),
+			fmt.Sprintf("COORDINATOR_RAFT_BIND=127.0.0.1:%d", raftPort),
+			fmt.Sprintf("COORDINATOR_HTTP_ADDR=127.0.0.1:%d", httpPorts[i]),
+			"COORDINATOR_DATA_DIR=" + filepath.Join(t.TempDir(), fmt.Sprintf("c%d", i+1)),
+			"COORDINATOR_HEARTBEAT_TIMEOUT=300ms",
+			"COORDINATOR_ELECTION_TIMEOUT=300ms",
+			"COORDINATOR_LEADER_LEASE_TIMEOUT=200ms",
+			"COORDINATOR_TICK_INTERVAL=50ms",
+			"LOG_LEVEL=warn",
+		})
+	}
+	c.proc = make([]*proc.Process, 3)
+	for i := range 3 {
+		c.env[i] = append(c.env[i], "COORDINATOR_PEERS="+strings.Join(peers, ","))
+		c.proc[i] = startProcess(t, fmt.Sprintf("coordinator-%d", i+1), bin, c.env[i], "")
+	}
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := proc.WaitReady(ctx, c.proc[i], c.urls[i]+"/readyz")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// bankSim is the simulated bank process.
+type bankSim struct {
+	url string
+}
+
+func startBank(t *testing.T) *bankSim {
+	t.Helper()
+	port := freePort(t)
+	b := &bankSim{url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	startProcess(t, "bank", binaries(t)["bank"], []string{fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", port), "LOG_LEVEL=warn"}, b.url+"/readyz")
+	return b
+}
+
+type ledgerEntry struct {
+	Kind           string `json:"kind"`
+	Reference      string `json:"reference"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Amount         int64  `json:"amount"`
+}
+
+// ledger returns the bank's ledger entries of kind for reference ("" = all).
+func (b *bankSim) ledger(t *testing.T, kind, reference string) []ledgerEntry {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/v1/ledger?kind=%s&reference=%s", b.url, kind, reference))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Entries []ledgerEntry `json:"entries"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Entries
+}
+
+func (b *bankSim) setFaults(t *testing.T, faults map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(faults)
+	req, _ := http.NewRequest(http.MethodPut, b.url+"/admin/faults", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("set bank faults: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+const (
+	testAPIKey   = "test-shop-key-0123456789"
+	otherAPIKey  = "other-shop-key-9876543210"
+	paymentsKeys = "shop:" + testAPIKey + ",other:" + otherAPIKey
+)
+
+// paymentsService is one or more payments processes sharing a database.
+type paymentsService struct {
+	t         *testing.T
+	bin       string
+	env       []string
+	urls      []string
+	procs     []*proc.Process
+	dbURL     string
+	natsURL   string
+	instances int
+}
+
+func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsURL string, extraEnv ...string) *paymentsService {
+	t.Helper()
+	dbURL := testenv.NewDatabase(t)
+	return &paymentsService{
+		t:       t,
+		bin:     binaries(t)["payments"],
+		dbURL:   dbURL,
+		natsURL: natsURL,
+		env: append([]string{
+			"PAYMENTS_DATABASE_URL=" + dbURL,
+			"NATS_URL=" + natsURL,
+			"COORDINATOR_URLS=" + strings.Join(coord.urls, ","),
+			"BANK_URL=" + bank.url,
+			"PAYMENTS_API_KEYS=" + paymentsKeys,
+			"PAYMENTS_LOCK_TTL=3s",
+			"PAYMENTS_RECOVERY_INTERVAL=200ms",
+			"PAYMENTS_RECOVERY_AFTER=1s",
+			"IDEMPOTENCY_LOCK_TIMEOUT=2s",
+			"LOG_LEVEL=warn",
+		}, extraEnv...),
+	}
+}
+
+// start starts one more instance (with extra env, e.g. a failpoint) and
+// returns its index.
+func (s *paymentsService) start(extraEnv ...string) int {
+	s.t.Helper()
+	port := freePort(s.t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	i := s.instances
+	s.instances++
+	env := append(append([]string{}, s.env...), fmt.Sprintf("PAYMENTS_ADDR=127.0.0.1:%d", port), fmt.Sprintf("INSTANCE_ID=payments-%d", i+1))
+	env = append(env, extraEnv...)
+	p := startProcess(s.t, fmt.Sprintf("payments-%d", i+1), s.bin, env, url+"/readyz")
+	s.urls = append(s.urls, url)
+	s.procs = append(s.procs, p)
+	return i
+}
+
+// restart starts instance i again on its old address, without extra env.
+func (s *paymentsService) restart(i int) {
+	s.t.Helper()
+	addr := strings.TrimPrefix(s.urls[i], "http://")
+	env := append(append([]string{}, s.env...), "PAYMENTS_ADDR="+addr, fmt.Sprintf("INSTANCE_ID=payments-%d", i+1))
+	s.procs[i] = startProcess(s.t, fmt.Sprintf("payments-%d-restarted", i+1), s.bin, env, s.urls[i]+"/readyz")
+}
+
+// apiResponse is one HTTP exchange with a service.
+type apiResponse struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	Err    error
+}
+
+func (r apiResponse) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+func call(method, url, apiKey, idemKey string, body any) apiResponse {
+	var rd io.Reader
+	if body != nil {
+		switch b := body.(type) {
+		case string:
+			rd = strings.NewReader(b)
+		default:
+			data, _ := json.Marshal(b)
+			rd = bytes.NewReader(data)
+		}
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return apiResponse{Err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	if idemKey != "" {
+		req.Header.Set("Idempotency-Key", idemKey)
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return apiResponse{Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return apiResponse{Status: resp.StatusCode, Header: resp.Header, Body: data, Err: err}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
