@@ -207,4 +207,3 @@ func TestAdminFaults(t *testing.T) {
 		t.Fatalf("fail_next %d after two failures, want 0", f.FailNext)
 	}
 }
-
