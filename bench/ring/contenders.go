@@ -42,6 +42,14 @@ var contenders = []contender{
 		build: buildPayonce,
 	},
 	{
+		// The same package used without history: every change rebuilds the
+		// canonical table. Lookups are identical; this row shows what the
+		// minimal-movement Rebalance saves.
+		name:   "payonce/pkg/ring Build-only",
+		config: func(n int) string { return "ring.Build on every change" },
+		build:  func(names []string) hashRing { return buildOnly{buildPayonce(names).(*payonceRing)} },
+	},
+	{
 		name:   "groupcache/consistenthash",
 		config: func(int) string { return "100 replicas, crc32" },
 		build:  buildGroupcache,
@@ -122,6 +130,15 @@ func (r *payonceRing) join(name string) hashRing {
 func (r *payonceRing) leave(name string) hashRing { return r.change(without(r.names, name)) }
 func (r *payonceRing) successors3(key string, _ []byte, buf []string) []string {
 	return r.snapshot.Successors(key, 3, buf)
+}
+
+type buildOnly struct{ *payonceRing }
+
+func (r buildOnly) join(name string) hashRing {
+	return buildOnly{buildPayonce(append(slices.Clone(r.names), name)).(*payonceRing)}
+}
+func (r buildOnly) leave(name string) hashRing {
+	return buildOnly{buildPayonce(without(r.names, name)).(*payonceRing)}
 }
 
 // groupcache: a sorted ring of crc32 points; it has no Remove, so a leave
