@@ -21,7 +21,7 @@ func TestTokensIncreaseAcrossLeaderChangesSnapshotsAndRestart(t *testing.T) {
 	var tokens []coordinator.FenceToken
 	grants := func(phase string, n int) {
 		for i := range n {
-			tokens = append(tokens, c.grant(ctx, "orders/42", fmt.Sprintf("%s-%d", phase, i)))
+			tokens = append(tokens, c.grant(ctx, "orders:42", fmt.Sprintf("%s-%d", phase, i)))
 		}
 	}
 	grants("initial", 5)
