@@ -59,12 +59,19 @@ func decodeCreatePayment(ctx context.Context, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := createPaymentRequest{caller: key.Scope()}
-	if err := httpkit.DecodeJSON(r, &req.CreatePaymentRequest); err != nil {
+	body, err := decodePaymentBody(r)
+	if err != nil {
 		return nil, err
 	}
-	req.ID = payments.PaymentIDFor(key.Scope(), key.Value())
-	return req, nil
+	body.ID = payments.PaymentIDFor(key.Scope(), key.Value())
+	return createPaymentRequest{caller: key.Scope(), CreatePaymentRequest: body}, nil
+}
+
+// decodePaymentBody reads the JSON body of POST /v1/payments.
+func decodePaymentBody(r *http.Request) (payments.CreatePaymentRequest, error) {
+	var body payments.CreatePaymentRequest
+	err := httpkit.DecodeJSON(r, &body)
+	return body, err
 }
 
 func decodeCreateRefund(ctx context.Context, r *http.Request) (any, error) {
@@ -72,13 +79,20 @@ func decodeCreateRefund(ctx context.Context, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := createRefundRequest{caller: key.Scope()}
-	if err := httpkit.DecodeJSON(r, &req.RefundRequest); err != nil {
+	body, err := decodeRefundBody(r)
+	if err != nil {
 		return nil, err
 	}
-	req.ID = payments.RefundIDFor(key.Scope(), key.Value())
-	req.PaymentID = r.PathValue("id")
-	return req, nil
+	body.ID = payments.RefundIDFor(key.Scope(), key.Value())
+	body.PaymentID = r.PathValue("id")
+	return createRefundRequest{caller: key.Scope(), RefundRequest: body}, nil
+}
+
+// decodeRefundBody reads the JSON body of POST /v1/payments/{id}/refunds.
+func decodeRefundBody(r *http.Request) (payments.RefundRequest, error) {
+	var body payments.RefundRequest
+	err := httpkit.DecodeJSON(r, &body)
+	return body, err
 }
 
 func decodeID(_ context.Context, r *http.Request) (any, error) {
