@@ -11,6 +11,7 @@ const (
 	TypeLeaseExpired  = "lease-expired"
 	TypeMemberUnknown = "member-not-found"
 	TypeNotLeader     = "not-leader"
+	TypeUnconfirmed   = "commit-unconfirmed"
 )
 
 var (
@@ -32,4 +33,8 @@ var (
 	// ErrNotLeader means this replica cannot serve the request because it is
 	// not the Raft leader and could not forward it.
 	ErrNotLeader = errs.E(errs.Unavailable, "not the leader").WithType(TypeNotLeader).WithRetryAfter(1)
+	// ErrUnconfirmed means a write was proposed but its commit was not
+	// confirmed in time (a leader change or shutdown intervened); it may
+	// still take effect. Retrying an acquire with the same request id is safe.
+	ErrUnconfirmed = errs.E(errs.Unavailable, "write not confirmed; it may or may not have taken effect").WithType(TypeUnconfirmed).WithRetryAfter(1)
 )

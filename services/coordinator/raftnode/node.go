@@ -289,7 +289,23 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	start := time.Now()
 	cmd.Now = n.now()
 	f := n.raft.Apply(cmd.Encode(), timeout)
-	if err := f.Error(); err != nil {
+	// hashicorp/raft resolves a future only once its entry commits or
+	// leadership is lost; an entry still in the batched apply channel when
+	// the node shuts down is never resolved. So wait for the future beside
+	// ctx and shutdown, never on it alone.
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		span.SetStatus(codes.Error, "unconfirmed")
+		return fsm.Result{}, fmt.Errorf("%w (%v)", coordinator.ErrUnconfirmed, ctx.Err())
+	case <-n.stop:
+		span.SetStatus(codes.Error, "shutdown")
+		return fsm.Result{}, fmt.Errorf("%w (node shutting down)", coordinator.ErrUnconfirmed)
+	}
+	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
