@@ -52,6 +52,25 @@ func redact(pair string) string {
 	return caller + ":…"
 }
 
+// CallerOf returns the caller an API key belongs to.
+func (k Keys) CallerOf(key string) (string, bool) {
+	c, ok := k.callers[sha256.Sum256([]byte(key))]
+	return c, ok
+}
+
+// Only lets through requests whose authenticated caller is caller, and
+// answers others 404 problem+json, as if the route did not exist: internal
+// routes are not advertised to API clients.
+func Only(caller string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := Caller(r.Context()); !ok || c != caller {
+			httpkit.ErrorEncoder(r.Context(), errs.E(errs.NotFound, "no such route"), w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 type callerKey struct{}
 
 // Caller returns the authenticated caller of the request ctx belongs to.

@@ -42,6 +42,7 @@ func binaries(t *testing.T) map[string]string {
 			"./services/coordinator/cmd/coordinator",
 			"./services/bank/cmd/bank",
 			"./services/payments/cmd/payments",
+			"./services/orders/cmd/orders",
 		)
 	})
 	if build.err != nil {
@@ -206,7 +207,9 @@ func (b *bankSim) setFaults(t *testing.T, faults map[string]any) {
 const (
 	testAPIKey   = "test-shop-key-0123456789"
 	otherAPIKey  = "other-shop-key-9876543210"
-	paymentsKeys = "shop:" + testAPIKey + ",other:" + otherAPIKey
+	peerAPIKey   = "payments-peer-key-0123456789"
+	paymentsKeys = "shop:" + testAPIKey + ",other:" + otherAPIKey + ",peer:" + peerAPIKey
+	ordersKeys   = "shop:" + testAPIKey + ",other:" + otherAPIKey
 )
 
 // paymentsService is one or more payments processes sharing a database.
@@ -235,6 +238,8 @@ func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsUR
 			"COORDINATOR_URLS=" + strings.Join(coord.urls, ","),
 			"BANK_URL=" + bank.url,
 			"PAYMENTS_API_KEYS=" + paymentsKeys,
+			"PAYMENTS_PEER_API_KEY=" + peerAPIKey,
+			"MEMBERSHIP_TTL=1500ms",
 			"PAYMENTS_LOCK_TTL=3s",
 			"PAYMENTS_RECOVERY_INTERVAL=200ms",
 			"PAYMENTS_RECOVERY_AFTER=1s",

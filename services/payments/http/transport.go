@@ -22,7 +22,8 @@ import (
 
 // NewHandler routes the payments API. keys authenticates callers; idem
 // makes the POST routes idempotent and must scope keys by CallerScope.
-func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, logger *slog.Logger) http.Handler {
+// internal, when not nil, serves the instance-to-instance routes.
+func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, internal http.Handler, logger *slog.Logger) http.Handler {
 	opts := httpkit.ServerOptions(logger)
 	server := func(ep func(context.Context, any) (any, error), dec kithttp.DecodeRequestFunc) http.Handler {
 		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
@@ -32,6 +33,9 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, log
 	mux.Handle("GET /v1/payments/{id}", server(e.GetPayment, decodeID))
 	mux.Handle("GET /v1/customers/{id}/payments", server(e.CustomerPayments, decodeCustomerPayments))
 	mux.Handle("POST /v1/payments/{id}/refunds", idem.Wrap(server(e.CreateRefund, decodeCreateRefund)))
+	if internal != nil {
+		mux.Handle("POST "+PayOrderPath, internal)
+	}
 	return keys.Authenticate(mux)
 }
 

@@ -1,5 +1,6 @@
 // Package nats connects the payments service to JetStream: it consumes
-// orders.created and charges each order once.
+// orders.created and charges each order once, on the instance that owns
+// the order's customer.
 package nats
 
 import (
@@ -8,6 +9,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/eventbus"
@@ -19,9 +22,22 @@ import (
 // every instance shares it, so each event goes to one instance at a time.
 const DurableName = "payments-orders-created"
 
+// Owner routes an order to the instance owning its customer.
+type Owner interface {
+	// Owns reports whether this instance owns customerID.
+	Owns(customerID string) bool
+	// PayAtOwner asks the owner to pay the order and returns its error;
+	// forwarded is false when the owner could not be reached, and the
+	// order should then be paid here.
+	PayAtOwner(ctx context.Context, ev events.OrderCreatedEvent) (forwarded bool, err error)
+}
+
 // OrderConsumer charges the orders that orders.created announces.
 type OrderConsumer struct {
 	Service payments.Service
+	// Owner, when set, makes the consumer charge only customers this
+	// instance owns and hand the others to their owner.
+	Owner Owner
 }
 
 // Handle charges one event's order. Redelivery is safe: the payment id is
@@ -37,7 +53,18 @@ func (c OrderConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if ev.EventID == "" {
 		ev.EventID = msg.Headers().Get(jetstream.MsgIDHeader)
 	}
+	if c.Owner != nil && !c.Owner.Owns(ev.CustomerID) {
+		forwarded, err := c.Owner.PayAtOwner(ctx, ev)
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("partition.forwarded", forwarded))
+		if forwarded {
+			return classify(err)
+		}
+	}
 	_, err := c.Service.PayOrder(ctx, ev)
+	return classify(err)
+}
+
+func classify(err error) error {
 	if err != nil && errs.KindOf(err) == errs.Invalid {
 		return eventbus.Permanent(err)
 	}

@@ -8,11 +8,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/payonce/payonce/internal/cursor"
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/outbox"
@@ -140,7 +138,7 @@ func (s *Store) CreatePayment(ctx context.Context, p payments.Payment) (payments
 
 // Payment implements payments.Store.
 func (s *Store) Payment(ctx context.Context, id string) (payments.Payment, error) {
-	if !validUUID(id) {
+	if !cursor.IsUUID(id) {
 		return payments.Payment{}, payments.ErrPaymentNotFound
 	}
 	return scanPayment(s.pool.QueryRow(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = $1`, id))
@@ -149,7 +147,7 @@ func (s *Store) Payment(ctx context.Context, id string) (payments.Payment, error
 // CustomerPayments implements payments.Store with keyset pagination on
 // (created_at, id), which stays fast and stable while payments are added.
 func (s *Store) CustomerPayments(ctx context.Context, customerID string, page payments.Page) (payments.PaymentList, error) {
-	after, afterID, err := decodeCursor(page.Cursor)
+	after, afterID, err := cursor.Decode(page.Cursor)
 	if err != nil {
 		return payments.PaymentList{}, err
 	}
@@ -174,7 +172,7 @@ func (s *Store) CustomerPayments(ctx context.Context, customerID string, page pa
 	if len(list.Payments) > page.Limit {
 		list.Payments = list.Payments[:page.Limit]
 		last := list.Payments[page.Limit-1]
-		list.Next = encodeCursor(last.CreatedAt, last.ID)
+		list.Next = cursor.Encode(last.CreatedAt, last.ID)
 	}
 	return list, nil
 }
@@ -336,7 +334,7 @@ func (s *Store) FinishRefund(ctx context.Context, id string, f payments.Fence, r
 
 // Refund implements payments.Store.
 func (s *Store) Refund(ctx context.Context, id string) (payments.Refund, error) {
-	if !validUUID(id) {
+	if !cursor.IsUUID(id) {
 		return payments.Refund{}, payments.ErrRefundNotFound
 	}
 	return scanRefund(s.pool.QueryRow(ctx, `SELECT `+refundColumns+` FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE r.id = $1`, id))
@@ -363,44 +361,3 @@ func (s *Store) UnfinishedRefunds(ctx context.Context, olderThan time.Duration, 
 
 // Ping checks the database for /readyz.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
-
-func encodeCursor(t time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(t.UnixMicro(), 10) + "|" + id))
-}
-
-func decodeCursor(c string) (*time.Time, *string, error) {
-	if c == "" {
-		return nil, nil, nil
-	}
-	bad := errs.E(errs.Invalid, "cursor is not one this service issued").WithFields(errs.FieldError{Field: "cursor", Reason: "use next_cursor from the previous page"})
-	raw, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return nil, nil, bad
-	}
-	micros, id, ok := strings.Cut(string(raw), "|")
-	n, err := strconv.ParseInt(micros, 10, 64)
-	if !ok || err != nil || !validUUID(id) {
-		return nil, nil, bad
-	}
-	t := time.UnixMicro(n).UTC()
-	return &t, &id, nil
-}
-
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, r := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if r != '-' {
-				return false
-			}
-		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
-				return false
-			}
-		}
-	}
-	return true
-}

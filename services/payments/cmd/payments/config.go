@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -28,6 +30,15 @@ type config struct {
 	BankTimeout time.Duration
 	// PAYMENTS_API_KEYS (required): "caller:key,caller:key".
 	APIKeys string
+	// PAYMENTS_PEER_API_KEY (required): the key instances use with each
+	// other to hand an order to its customer's owner; it must be one of
+	// PAYMENTS_API_KEYS, and only its caller may use the internal route.
+	PeerAPIKey string
+	// PAYMENTS_ADVERTISE_URL (http://127.0.0.1:<port of PAYMENTS_ADDR>):
+	// where peers reach this instance.
+	AdvertiseURL string
+	// MEMBERSHIP_TTL (3s): how long a dead instance keeps its customers.
+	MembershipTTL time.Duration
 	// PAYMENTS_LOCK_TTL (15s): lease on a customer's lock while charging;
 	// must exceed BANK_TIMEOUT. PAYMENTS_LOCK_WAIT (10s): how long to queue
 	// behind another charge of the same customer.
@@ -58,6 +69,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		BankURL:                env.String("BANK_URL", "http://127.0.0.1:8099"),
 		BankTimeout:            env.Duration("BANK_TIMEOUT", 5*time.Second),
 		APIKeys:                env.Required("PAYMENTS_API_KEYS"),
+		PeerAPIKey:             env.Required("PAYMENTS_PEER_API_KEY"),
+		AdvertiseURL:           env.String("PAYMENTS_ADVERTISE_URL", ""),
+		MembershipTTL:          env.Duration("MEMBERSHIP_TTL", 3*time.Second),
 		LockTTL:                env.Duration("PAYMENTS_LOCK_TTL", 15*time.Second),
 		LockWait:               env.Duration("PAYMENTS_LOCK_WAIT", 10*time.Second),
 		RecoveryInterval:       env.Duration("PAYMENTS_RECOVERY_INTERVAL", 2*time.Second),
@@ -69,5 +83,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if len(c.CoordinatorURLs) == 0 {
 		env.Required("COORDINATOR_URLS")
 	}
-	return c, env.Err()
+	if err := env.Err(); err != nil {
+		return c, err
+	}
+	if c.AdvertiseURL == "" {
+		_, port, err := net.SplitHostPort(c.Addr)
+		if err != nil {
+			return c, fmt.Errorf("PAYMENTS_ADDR=%q: %w", c.Addr, err)
+		}
+		c.AdvertiseURL = "http://127.0.0.1:" + port
+	}
+	return c, nil
 }

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/endpointkit"
@@ -25,7 +25,9 @@ import (
 	"github.com/payonce/payonce/internal/failpoint"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
+	"github.com/payonce/payonce/internal/membership"
 	"github.com/payonce/payonce/internal/outbox"
+	"github.com/payonce/payonce/internal/pgtrace"
 	"github.com/payonce/payonce/internal/telemetry"
 	"github.com/payonce/payonce/migrations"
 	"github.com/payonce/payonce/pkg/idempotency"
@@ -58,6 +60,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return fmt.Errorf("PAYMENTS_API_KEYS: %w", err)
 	}
+	peerCaller, ok := keys.CallerOf(cfg.PeerAPIKey)
+	if !ok {
+		return fmt.Errorf("PAYMENTS_PEER_API_KEY is not one of PAYMENTS_API_KEYS")
+	}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "payments", Getenv: getenv, LogOutput: stdout})
 	if err != nil {
 		return err
@@ -76,7 +82,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			return err
 		}
 	}
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pool, err := pgtrace.NewPool(ctx, cfg.DatabaseURL, tel.TracerProvider, "payments")
 	if err != nil {
 		return fmt.Errorf("payments database: %w", err)
 	}
@@ -116,6 +122,16 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	svc := payments.NewService(store, coordinator.Locker{Client: locks, Wait: cfg.LockWait}, bank,
 		payments.Config{LockTTL: cfg.LockTTL}, tracer, logger)
 
+	// Partitioning: the consumer charges the customers this instance owns
+	// and hands the others to their owner.
+	members := membership.New(membership.NewClient(cfg.CoordinatorURLs, nil), "payments",
+		membership.Member{Instance: cfg.InstanceID, Addr: cfg.AdvertiseURL}, cfg.MembershipTTL, logger)
+	peerClient := &http.Client{
+		Timeout:   cfg.LockWait + cfg.BankTimeout + 5*time.Second,
+		Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(tel.TracerProvider), otelhttp.WithPropagators(tel.Propagator)),
+	}
+	owners := paymentshttp.OwnerRouter{Members: members, Client: peerClient, APIKey: cfg.PeerAPIKey}
+
 	// Transport.
 	idem, err := idempotency.NewMiddleware(idemStore, idempotency.Options{
 		Scope:          paymentshttp.CallerScope,
@@ -129,11 +145,21 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	endpoints := paymentshttp.MakeEndpoints(svc, func(name string) endpoint.Middleware {
 		return endpointkit.Chain(name, tracer, meter, logger)
 	})
+	internal := apikey.Only(peerCaller, paymentshttp.PayOrderHandler(
+		paymentshttp.MakePayOrderEndpoint(svc, endpointkit.Chain("pay_order", tracer, meter, logger)), httpkit.ServerOptions(logger)...))
 	handler := httpkit.Router(httpkit.RouterConfig{
-		API:      paymentshttp.NewHandler(endpoints, keys, idem, logger),
+		API:      paymentshttp.NewHandler(endpoints, keys, idem, internal, logger),
 		Instance: cfg.InstanceID,
 		Checks: []httpkit.Check{
 			{Name: "postgres", Probe: store.Ping},
+			{Name: "ring", Probe: func(context.Context) error {
+				select {
+				case <-members.Ready():
+					return nil
+				default:
+					return fmt.Errorf("not yet on the ring")
+				}
+			}},
 			{Name: "nats", Probe: func(context.Context) error {
 				if !nc.IsConnected() {
 					return fmt.Errorf("not connected (%s)", nc.Status())
@@ -168,8 +194,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 				logger.WarnContext(ctx, "orders.created not handled; it will be redelivered", "subject", msg.Subject(), "err", err)
 			},
 		}
-		return consumer.Run(ctx, js, paymentsnats.OrderConsumer{Service: svc}.Handle)
+		return consumer.Run(ctx, js, paymentsnats.OrderConsumer{Service: svc, Owner: owners}.Handle)
 	})
+	g.Go("membership", members.Run)
 	g.Go("recovery worker", func(ctx context.Context) error {
 		return payments.RunRecovery(ctx, svc, cfg.RecoveryInterval, cfg.RecoveryAfter, logger)
 	})

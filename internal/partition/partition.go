@@ -1,0 +1,114 @@
+// Package partition routes a request about a customer to the instance
+// that owns the customer on the ring: it serves it here if this instance is
+// the owner, and otherwise forwards it, once, to the owner.
+//
+// Forwarding is loop-proof: a forwarded request carries ForwardedHeader and
+// is always served where it lands, so a request makes at most one hop even
+// while two instances disagree about the ring for a moment. If the owner
+// cannot be reached (it just died, and the ring has not caught up yet), the
+// request is served here: ownership is for locality, the fencing locks are
+// for safety, so availability wins.
+package partition
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/payonce/payonce/internal/membership"
+)
+
+// ForwardedHeader marks a forwarded request with the instance that
+// forwarded it.
+const ForwardedHeader = "Payonce-Forwarded-By"
+
+// KeyFunc returns the partition key (the customer id) of a request, and
+// false when the request has none (it is then served here). It may read the
+// body: Router restores it.
+type KeyFunc func(r *http.Request, body []byte) (string, bool)
+
+// Owners answers who owns a key.
+type Owners interface {
+	Self() membership.Member
+	Owner(key string) (membership.Member, bool)
+}
+
+// Router forwards requests to their owners.
+type Router struct {
+	Owners    Owners
+	Transport http.RoundTripper
+	Logger    *slog.Logger
+	// MaxBody bounds the body read to find the key.
+	MaxBody int64
+}
+
+// Wrap returns next behind ownership routing; keyOf finds a request's key.
+func (rt Router) Wrap(keyOf KeyFunc, next http.Handler) http.Handler {
+	logger := rt.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		span := trace.SpanFromContext(r.Context())
+		if from := r.Header.Get(ForwardedHeader); from != "" {
+			span.SetAttributes(attribute.String("partition.forwarded_by", from))
+			next.ServeHTTP(w, r)
+			return
+		}
+		var body []byte
+		if r.Body != nil {
+			var err error
+			body, err = io.ReadAll(io.LimitReader(r.Body, rt.MaxBody+1))
+			if err != nil {
+				next.ServeHTTP(w, r) // let the handler report the read error
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		key, ok := keyOf(r, body)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		owner, known := rt.Owners.Owner(key)
+		self := rt.Owners.Self()
+		span.SetAttributes(attribute.String("partition.key", key), attribute.String("partition.owner", owner.Instance))
+		if !known || owner.Instance == self.Instance || owner.Addr == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		target, err := url.Parse(owner.Addr)
+		if err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		forwardFailed := false
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.Out.Host = pr.In.Host
+				pr.Out.Header.Set(ForwardedHeader, self.Instance)
+				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
+				pr.Out.ContentLength = int64(len(body))
+			},
+			Transport: rt.Transport,
+			ErrorHandler: func(http.ResponseWriter, *http.Request, error) {
+				forwardFailed = true
+			},
+		}
+		span.SetAttributes(attribute.Bool("partition.forwarded", true))
+		proxy.ServeHTTP(w, r)
+		if forwardFailed {
+			// Nothing was written: the owner was not reached. Serve here.
+			logger.WarnContext(r.Context(), "owner unreachable; serving here", "owner", owner.Instance, "key", key)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			next.ServeHTTP(w, r)
+		}
+	})
+}

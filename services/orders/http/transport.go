@@ -1,0 +1,142 @@
+// Package http exposes the orders service over REST/JSON with go-kit.
+// Requests about a customer are routed to the instance that owns the
+// customer on the ring (internal/partition); every POST is idempotent
+// (pkg/idempotency), and the caller's Idempotency-Key names the order.
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
+
+	"github.com/payonce/payonce/internal/apikey"
+	"github.com/payonce/payonce/internal/errs"
+	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/partition"
+	"github.com/payonce/payonce/pkg/idempotency"
+	"github.com/payonce/payonce/services/orders"
+)
+
+// Endpoints are the orders service's operations as go-kit endpoints.
+type Endpoints struct {
+	CreateOrder    endpoint.Endpoint
+	GetOrder       endpoint.Endpoint
+	CustomerOrders endpoint.Endpoint
+	CancelOrder    endpoint.Endpoint
+}
+
+type createOrderRequest struct {
+	caller string
+	orders.CreateOrderRequest
+}
+
+type customerOrdersRequest struct {
+	customerID string
+	page       orders.Page
+}
+
+// MakeEndpoints builds the endpoints on svc, each wrapped by mw(name).
+func MakeEndpoints(svc orders.Service, mw func(name string) endpoint.Middleware) Endpoints {
+	return Endpoints{
+		CreateOrder: mw("create_order")(func(ctx context.Context, req any) (any, error) {
+			r := req.(createOrderRequest)
+			o, err := svc.CreateOrder(ctx, r.caller, r.CreateOrderRequest)
+			if err != nil {
+				return nil, err
+			}
+			return httpkit.Created{Body: o, Location: "/v1/orders/" + o.ID}, nil
+		}),
+		GetOrder: mw("get_order")(func(ctx context.Context, req any) (any, error) {
+			return svc.Order(ctx, req.(string))
+		}),
+		CustomerOrders: mw("customer_orders")(func(ctx context.Context, req any) (any, error) {
+			r := req.(customerOrdersRequest)
+			return svc.CustomerOrders(ctx, r.customerID, r.page)
+		}),
+		CancelOrder: mw("cancel_order")(func(ctx context.Context, req any) (any, error) {
+			return svc.CancelOrder(ctx, req.(string))
+		}),
+	}
+}
+
+// NewHandler routes the orders API: authentication, then ownership
+// routing, then idempotency, then the go-kit server.
+func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, parts partition.Router, logger *slog.Logger) http.Handler {
+	opts := httpkit.ServerOptions(logger)
+	server := func(ep endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
+		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/orders", parts.Wrap(customerInBody, idem.Wrap(server(e.CreateOrder, decodeCreateOrder))))
+	mux.Handle("GET /v1/orders/{id}", server(e.GetOrder, decodeID))
+	mux.Handle("POST /v1/orders/{id}/cancel", idem.Wrap(server(e.CancelOrder, decodeID)))
+	mux.Handle("GET /v1/customers/{id}/orders", parts.Wrap(customerInPath, server(e.CustomerOrders, decodeCustomerOrders)))
+	return keys.Authenticate(mux)
+}
+
+// CallerScope is the idempotency scope of a request: its authenticated caller.
+func CallerScope(r *http.Request) (string, error) {
+	caller, ok := apikey.Caller(r.Context())
+	if !ok {
+		return "", errs.E(errs.Unauthorized, "no authenticated caller")
+	}
+	return caller, nil
+}
+
+func customerInBody(_ *http.Request, body []byte) (string, bool) {
+	var b struct {
+		CustomerID string `json:"customer_id"`
+	}
+	if json.Unmarshal(body, &b) != nil || b.CustomerID == "" {
+		return "", false
+	}
+	return b.CustomerID, true
+}
+
+func customerInPath(r *http.Request, _ []byte) (string, bool) {
+	id := r.PathValue("id")
+	return id, id != ""
+}
+
+func decodeCreateOrder(ctx context.Context, r *http.Request) (any, error) {
+	key := idempotency.FromContext(ctx)
+	if key == nil {
+		return nil, errs.Wrap(errs.Internal, "", errors.New("idempotent route reached without an idempotency key"))
+	}
+	body, err := decodeOrderBody(r)
+	if err != nil {
+		return nil, err
+	}
+	body.ID = orders.OrderIDFor(key.Scope(), key.Value())
+	return createOrderRequest{caller: key.Scope(), CreateOrderRequest: body}, nil
+}
+
+// decodeOrderBody reads the JSON body of POST /v1/orders.
+func decodeOrderBody(r *http.Request) (orders.CreateOrderRequest, error) {
+	var body orders.CreateOrderRequest
+	err := httpkit.DecodeJSON(r, &body)
+	return body, err
+}
+
+func decodeID(_ context.Context, r *http.Request) (any, error) {
+	return r.PathValue("id"), nil
+}
+
+func decodeCustomerOrders(_ context.Context, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	req := customerOrdersRequest{customerID: r.PathValue("id"), page: orders.Page{Cursor: q.Get("cursor")}}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, errs.E(errs.Invalid, "limit must be a positive integer").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
+		}
+		req.page.Limit = n
+	}
+	return req, nil
+}

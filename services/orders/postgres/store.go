@@ -1,0 +1,205 @@
+// Package postgres stores orders in the orders service's own PostgreSQL
+// database, with the order's events in the same transaction (outbox) and
+// payment outcomes recorded in the inbox before they move an order.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/payonce/payonce/internal/cursor"
+	"github.com/payonce/payonce/internal/errs"
+	"github.com/payonce/payonce/internal/events"
+	"github.com/payonce/payonce/internal/outbox"
+	"github.com/payonce/payonce/pkg/idempotency"
+	"github.com/payonce/payonce/services/orders"
+)
+
+// InboxConsumer names the orders service's consumer in the inbox table.
+const InboxConsumer = "orders"
+
+// ErrOrderNotFound is returned for an unknown order id.
+var ErrOrderNotFound = errs.E(errs.NotFound, "order not found")
+
+// Store implements orders.Store.
+type Store struct {
+	pool       *pgxpool.Pool
+	propagator propagation.TextMapPropagator
+	// OnOutboxWrite runs after a transaction that wrote an outbox row
+	// commits, so the relay publishes at once.
+	OnOutboxWrite func()
+}
+
+var _ orders.Store = (*Store)(nil)
+
+// NewStore returns a store on pool.
+func NewStore(pool *pgxpool.Pool, prop propagation.TextMapPropagator) *Store {
+	return &Store{pool: pool, propagator: prop, OnOutboxWrite: func() {}}
+}
+
+// inTx runs fn in one transaction; inside an idempotent request it is the
+// key's phase, so the order and the key's progress commit together.
+func (s *Store) inTx(ctx context.Context, point string, fn func(pgx.Tx) error) error {
+	if key := idempotency.FromContext(ctx); key != nil {
+		return key.Phase(ctx, func(tx pgx.Tx) (string, error) {
+			if err := fn(tx); err != nil {
+				return "", err
+			}
+			return point, nil
+		})
+	}
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+const orderColumns = `id::text, caller, customer_id, currency, lines, total, status, card,
+	coalesce(payment_id, ''), coalesce(failure_reason, ''), created_at, updated_at`
+
+func scanOrder(row pgx.Row) (orders.Order, error) {
+	var o orders.Order
+	var status string
+	var lines []byte
+	err := row.Scan(&o.ID, &o.Caller, &o.CustomerID, &o.Currency, &lines, &o.Total, &status, &o.Card,
+		&o.PaymentID, &o.FailureReason, &o.CreatedAt, &o.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, ErrOrderNotFound
+	}
+	if err != nil {
+		return o, err
+	}
+	if err := json.Unmarshal(lines, &o.Lines); err != nil {
+		return o, fmt.Errorf("order %s lines: %w", o.ID, err)
+	}
+	o.Status = orders.Status(status)
+	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	return o, nil
+}
+
+// CreateOrder implements orders.Store.
+func (s *Store) CreateOrder(ctx context.Context, o orders.Order, ev events.OrderCreatedEvent) (orders.Order, error) {
+	var stored orders.Order
+	wrote := false
+	err := s.inTx(ctx, "order_created", func(tx pgx.Tx) error {
+		lines, err := json.Marshal(o.Lines)
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO orders (id, caller, customer_id, currency, lines, total, status, card)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+			o.ID, o.Caller, o.CustomerID, o.Currency, lines, o.Total, string(o.Status), o.Card)
+		if err != nil {
+			return fmt.Errorf("insert order: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			if err := outbox.Write(ctx, tx, s.propagator, events.OrderCreated, ev.EventID, ev); err != nil {
+				return err
+			}
+			wrote = true
+		}
+		stored, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, o.ID))
+		return err
+	})
+	if err == nil && wrote {
+		s.OnOutboxWrite()
+	}
+	return stored, err
+}
+
+// Order implements orders.Store.
+func (s *Store) Order(ctx context.Context, id string) (orders.Order, error) {
+	if !cursor.IsUUID(id) {
+		return orders.Order{}, ErrOrderNotFound
+	}
+	return scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+}
+
+// CustomerOrders implements orders.Store with keyset pagination.
+func (s *Store) CustomerOrders(ctx context.Context, customerID string, page orders.Page) (orders.OrderList, error) {
+	after, afterID, err := cursor.Decode(page.Cursor)
+	if err != nil {
+		return orders.OrderList{}, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE customer_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+		ORDER BY created_at DESC, id DESC LIMIT $4`, customerID, after, afterID, page.Limit+1)
+	if err != nil {
+		return orders.OrderList{}, fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	list := orders.OrderList{Orders: []orders.Order{}}
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return orders.OrderList{}, err
+		}
+		list.Orders = append(list.Orders, o)
+	}
+	if err := rows.Err(); err != nil {
+		return orders.OrderList{}, err
+	}
+	if len(list.Orders) > page.Limit {
+		list.Orders = list.Orders[:page.Limit]
+		last := list.Orders[page.Limit-1]
+		list.Next = cursor.Encode(last.CreatedAt, last.ID)
+	}
+	return list, nil
+}
+
+// Transition implements orders.Store.
+func (s *Store) Transition(ctx context.Context, id string, from, to orders.Status, paymentID, reason string) (orders.Order, bool, error) {
+	if !cursor.IsUUID(id) {
+		return orders.Order{}, false, ErrOrderNotFound
+	}
+	var o orders.Order
+	moved := false
+	err := s.inTx(ctx, "order_"+string(to), func(tx pgx.Tx) error {
+		var err error
+		o, err = scanOrder(tx.QueryRow(ctx, `UPDATE orders SET status = $3, payment_id = nullif($4, ''), failure_reason = nullif($5, ''), updated_at = now()
+			WHERE id = $1 AND status = $2 RETURNING `+orderColumns, id, string(from), string(to), paymentID, reason))
+		if err == nil {
+			moved = true
+			return nil
+		}
+		if !errors.Is(err, ErrOrderNotFound) {
+			return err
+		}
+		o, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+		return err
+	})
+	return o, moved, err
+}
+
+// ApplyOutcome implements orders.Store: the inbox row and the move commit
+// together, so a redelivered outcome finds its inbox row and moves nothing.
+func (s *Store) ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent, to orders.Status) (bool, error) {
+	applied := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, message_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			InboxConsumer, ev.EventID, ev.Subject())
+		if err != nil {
+			return fmt.Errorf("inbox: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // seen before
+		}
+		if !cursor.IsUUID(ev.OrderID) {
+			return nil // not an order of ours; recorded so it is not retried
+		}
+		tag, err = tx.Exec(ctx, `UPDATE orders SET status = $2, payment_id = $3, failure_reason = nullif($4, ''), updated_at = now()
+			WHERE id = $1 AND status = 'pending_payment'`, ev.OrderID, string(to), ev.PaymentID, ev.FailureReason)
+		if err != nil {
+			return fmt.Errorf("apply payment outcome to order %s: %w", ev.OrderID, err)
+		}
+		applied = tag.RowsAffected() == 1
+		return nil
+	})
+	return applied, err
+}
+
+// Ping checks the database for /readyz.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }

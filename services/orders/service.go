@@ -1,0 +1,192 @@
+package orders
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/payonce/payonce/internal/errs"
+	"github.com/payonce/payonce/internal/events"
+	"github.com/payonce/payonce/internal/money"
+)
+
+// Limits on an order, so one request cannot ask for unbounded work.
+const (
+	MaxLines    = 50
+	MaxQuantity = 1000
+)
+
+type service struct {
+	store   Store
+	catalog Catalog
+	tracer  trace.Tracer
+	logger  *slog.Logger
+	now     func() time.Time
+}
+
+// NewService returns the orders service on its store and catalog.
+func NewService(store Store, catalog Catalog, tracer trace.Tracer, logger *slog.Logger) Service {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &service{store: store, catalog: catalog, tracer: tracer, logger: logger, now: time.Now}
+}
+
+func (s *service) CreateOrder(ctx context.Context, caller string, req CreateOrderRequest) (Order, error) {
+	o, err := s.price(req)
+	if err != nil {
+		return Order{}, err
+	}
+	o.Caller = caller
+	ev := events.OrderCreatedEvent{
+		EventID:    createdEventID(o.ID),
+		OrderID:    o.ID,
+		CustomerID: o.CustomerID,
+		Amount:     o.Total,
+		Currency:   o.Currency,
+		Card:       o.Card,
+		OccurredAt: s.now().UTC(),
+	}
+	stored, err := s.store.CreateOrder(ctx, o, ev)
+	if err != nil {
+		return Order{}, err
+	}
+	if stored.Total != o.Total || stored.CustomerID != o.CustomerID || stored.Currency != o.Currency {
+		return Order{}, errs.E(errs.Conflict, "a different order already exists for this intent")
+	}
+	return stored, nil
+}
+
+// price validates req and computes every line and the total from the
+// catalog. The sum is checked against money.MaxAmount at each step, so no
+// order can overflow int64 however its quantities are chosen.
+func (s *service) price(req CreateOrderRequest) (Order, error) {
+	var fields []errs.FieldError
+	if req.CustomerID == "" || len(req.CustomerID) > 128 {
+		fields = append(fields, errs.FieldError{Field: "customer_id", Reason: "1 to 128 characters"})
+	}
+	if err := money.Currency(req.Currency).Validate(); err != nil {
+		fields = append(fields, errs.FieldError{Field: "currency", Reason: "unknown ISO 4217 currency code"})
+	}
+	if len(req.Card) < 12 || len(req.Card) > 19 || !digits(req.Card) {
+		fields = append(fields, errs.FieldError{Field: "card", Reason: "12 to 19 digits"})
+	}
+	if len(req.Lines) == 0 || len(req.Lines) > MaxLines {
+		fields = append(fields, errs.FieldError{Field: "lines", Reason: fmt.Sprintf("1 to %d lines", MaxLines)})
+	}
+	o := Order{ID: req.ID, CustomerID: req.CustomerID, Currency: req.Currency, Card: req.Card, Status: PendingPayment}
+	if len(req.Lines) <= MaxLines {
+		for i, l := range req.Lines {
+			p, ok := s.catalog.Product(l.SKU)
+			if !ok {
+				fields = append(fields, unknownSKU(i, l.SKU))
+				continue
+			}
+			if l.Quantity < 1 || l.Quantity > MaxQuantity {
+				fields = append(fields, errs.FieldError{Field: fieldOfLine(i, "quantity"), Reason: fmt.Sprintf("1 to %d", MaxQuantity)})
+				continue
+			}
+			price, ok := p.Prices[req.Currency]
+			if !ok {
+				fields = append(fields, errs.FieldError{Field: fieldOfLine(i, "sku"), Reason: "not sold in " + quote(req.Currency)})
+				continue
+			}
+			amount := price * l.Quantity // both bounded: no overflow
+			o.Lines = append(o.Lines, Line{SKU: p.SKU, Name: p.Name, Quantity: l.Quantity, UnitPrice: price, Amount: amount})
+			o.Total += amount
+			if o.Total > money.MaxAmount {
+				return Order{}, errs.E(errs.Invalid, "order total exceeds the maximum amount").
+					WithFields(errs.FieldError{Field: "lines", Reason: "total too large"})
+			}
+		}
+	}
+	if len(fields) > 0 {
+		return Order{}, errs.E(errs.Invalid, "invalid order").WithFields(fields...)
+	}
+	if req.ID == "" {
+		return Order{}, errs.E(errs.Internal, "order id not derived from the intent")
+	}
+	return o, nil
+}
+
+func (s *service) Order(ctx context.Context, id string) (Order, error) {
+	return s.store.Order(ctx, id)
+}
+
+func (s *service) CustomerOrders(ctx context.Context, customerID string, page Page) (OrderList, error) {
+	if customerID == "" || len(customerID) > 128 {
+		return OrderList{}, errs.E(errs.Invalid, "customer id must be 1 to 128 characters")
+	}
+	if page.Limit <= 0 {
+		page.Limit = 20
+	}
+	if page.Limit > 100 {
+		return OrderList{}, errs.E(errs.Invalid, "limit must be at most 100").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
+	}
+	return s.store.CustomerOrders(ctx, customerID, page)
+}
+
+func (s *service) CancelOrder(ctx context.Context, id string) (Order, error) {
+	o, moved, err := s.store.Transition(ctx, id, PendingPayment, Cancelled, "", "")
+	if err != nil {
+		return Order{}, err
+	}
+	if !moved && o.Status != Cancelled {
+		return o, illegalTransition(o.Status, Cancelled)
+	}
+	return o, nil
+}
+
+func (s *service) ApplyPaymentOutcome(ctx context.Context, ev events.PaymentOutcomeEvent) error {
+	if ev.EventID == "" || ev.OrderID == "" {
+		return errs.E(errs.Invalid, "payment outcome without event_id or order_id")
+	}
+	to := Paid
+	switch ev.Status {
+	case "succeeded":
+	case "failed":
+		to = PaymentFailed
+	default:
+		return errs.Errorf(errs.Invalid, "payment outcome has unknown status %q", ev.Status)
+	}
+	ctx, span := s.tracer.Start(ctx, "orders.apply_payment_outcome", trace.WithAttributes(
+		attribute.String("order.id", ev.OrderID), attribute.String("payment.status", ev.Status)))
+	defer span.End()
+	applied, err := s.store.ApplyOutcome(ctx, ev, to)
+	if err != nil {
+		return err
+	}
+	span.SetAttributes(attribute.Bool("inbox.applied", applied))
+	if !applied {
+		o, err := s.store.Order(ctx, ev.OrderID)
+		if err == nil && o.Status != to && o.Status == Cancelled && to == Paid {
+			// The customer cancelled while the charge was in flight. The
+			// money was taken; a real system refunds here. payonce logs it.
+			s.logger.WarnContext(ctx, "payment succeeded for a cancelled order; it needs a refund",
+				"order_id", ev.OrderID, "payment_id", ev.PaymentID)
+		}
+	}
+	return nil
+}
+
+func illegalTransition(from, to Status) error {
+	return errs.Errorf(errs.Conflict, "order is %s; it cannot become %s", from, to).WithType("illegal-transition")
+}
+
+func fieldOfLine(i int, name string) string { return "lines[" + strconv.Itoa(i) + "]." + name }
+
+func quote(s string) string { return strconv.Quote(s) }
+
+func digits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,84 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/go-kit/kit/endpoint"
+	kithttp "github.com/go-kit/kit/transport/http"
+
+	"github.com/payonce/payonce/internal/errs"
+	"github.com/payonce/payonce/internal/events"
+	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/membership"
+	"github.com/payonce/payonce/internal/partition"
+	"github.com/payonce/payonce/services/payments"
+)
+
+// PayOrderPath is the internal route on which an instance that received
+// an orders.created event for a customer it does not own hands it to the
+// owner. It requires an API key like every route.
+const PayOrderPath = "/internal/v1/order-payments"
+
+// MakePayOrderEndpoint is the endpoint behind PayOrderPath.
+func MakePayOrderEndpoint(svc payments.Service, mw endpoint.Middleware) endpoint.Endpoint {
+	return mw(func(ctx context.Context, req any) (any, error) {
+		return svc.PayOrder(ctx, req.(events.OrderCreatedEvent))
+	})
+}
+
+// PayOrderHandler serves PayOrderPath.
+func PayOrderHandler(e endpoint.Endpoint, opts ...kithttp.ServerOption) http.Handler {
+	return kithttp.NewServer(e, func(_ context.Context, r *http.Request) (any, error) {
+		var ev events.OrderCreatedEvent
+		err := httpkit.DecodeJSON(r, &ev)
+		return ev, err
+	}, httpkit.EncodeJSON, opts...)
+}
+
+// OwnerRouter decides ownership from the ring and hands events to owners
+// over HTTP (with trace context, through client).
+type OwnerRouter struct {
+	Members *membership.Membership
+	Client  *http.Client
+	// APIKey authenticates this instance to its peers.
+	APIKey string
+}
+
+// Owns implements nats.Owner.
+func (o OwnerRouter) Owns(customerID string) bool { return o.Members.Owns(customerID) }
+
+// PayAtOwner implements nats.Owner.
+func (o OwnerRouter) PayAtOwner(ctx context.Context, ev events.OrderCreatedEvent) (bool, error) {
+	owner, ok := o.Members.Owner(ev.CustomerID)
+	if !ok || owner.Addr == "" {
+		return false, nil
+	}
+	body, _ := json.Marshal(ev)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(owner.Addr, "/")+PayOrderPath, bytes.NewReader(body))
+	if err != nil {
+		return false, nil
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	req.Header.Set(partition.ForwardedHeader, o.Members.Self().Instance)
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return false, nil // owner unreachable: pay here, the fence keeps it safe
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return true, nil
+	case resp.StatusCode == http.StatusBadRequest:
+		return true, errs.Errorf(errs.Invalid, "owner %s refused the order: %s", owner.Instance, bytes.TrimSpace(data))
+	default:
+		return true, fmt.Errorf("owner %s: %s: %s", owner.Instance, resp.Status, bytes.TrimSpace(data))
+	}
+}
