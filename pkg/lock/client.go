@@ -216,16 +216,18 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte, want i
 	if err != nil {
 		return err
 	}
+	if leader := resp.Header.Get("Coordinator-Leader"); leader != "" {
+		// A follower forwarded the call or could not: go to the leader
+		// directly next time.
+		c.mu.Lock()
+		c.hint = leader
+		c.mu.Unlock()
+	}
 	if resp.StatusCode == want {
 		if out != nil {
 			return json.Unmarshal(b, out)
 		}
 		return nil
-	}
-	if leader := resp.Header.Get("Coordinator-Leader"); leader != "" {
-		c.mu.Lock()
-		c.hint = leader
-		c.mu.Unlock()
 	}
 	es := &errStatus{status: resp.StatusCode}
 	_ = json.Unmarshal(b, &es.p)

@@ -16,7 +16,8 @@ import (
 // otherwise bounce it between them).
 const ForwardedHeader = "Coordinator-Forwarded"
 
-// LeaderHeader carries the leader's HTTP base URL on a 503 not-leader answer.
+// LeaderHeader carries the leader's HTTP base URL on a 503 not-leader answer
+// and on every answer a follower forwarded.
 const LeaderHeader = "Coordinator-Leader"
 
 // Leadership tells whether this node leads and who does.
@@ -89,6 +90,12 @@ func (f *Forwarder) proxyFor(base string) (*httputil.ReverseProxy, error) {
 		return nil, err
 	}
 	p := httputil.NewSingleHostReverseProxy(u)
+	p.ModifyResponse = func(resp *http.Response) error {
+		// Tell the client who leads so that its next call goes there
+		// directly instead of through this extra hop.
+		resp.Header.Set(LeaderHeader, base)
+		return nil
+	}
 	p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		// The leader we knew of is unreachable: an election is probably
 		// under way. The client retries (acquire is idempotent).
