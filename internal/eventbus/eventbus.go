@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/payonce/payonce/internal/failpoint"
 	"github.com/payonce/payonce/internal/telemetry"
 )
 
@@ -151,6 +152,10 @@ func RedeliveryDelay(delivered uint64) time.Duration {
 	return steps[min(delivered-1, uint64(len(steps)-1))]
 }
 
+// FailBeforeAck is the failpoint (internal/failpoint) between a handled
+// message and its ack.
+const FailBeforeAck = "eventbus.before_ack"
+
 // Consumer describes a durable pull consumer.
 type Consumer struct {
 	Stream  string
@@ -217,6 +222,9 @@ func (c Consumer) deliver(ctx context.Context, msg jetstream.Msg, handle Handler
 	var perm permanentError
 	switch {
 	case err == nil:
+		// A crash here leaves the effect committed and the message
+		// unacknowledged: it is redelivered and the inbox must absorb it.
+		failpoint.Hit(FailBeforeAck)
 		if ackErr := msg.DoubleAck(msgCtx); ackErr != nil {
 			// The effect is committed with its inbox row; a redelivery
 			// caused by a lost ack is dropped by the inbox.

@@ -65,19 +65,26 @@ func Router(cfg RouterConfig) http.Handler {
 	}
 	otelOpts = append(otelOpts, otelhttp.WithSpanNameFormatter(spanName))
 
-	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", Healthz())
-	mux.Handle("GET /readyz", Readyz(cfg.ReadyTimeout, cfg.Checks...))
+	probes := http.NewServeMux()
+	probes.Handle("GET /healthz", Healthz())
+	probes.Handle("GET /readyz", Readyz(cfg.ReadyTimeout, cfg.Checks...))
 	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
+		probes.Handle("GET /metrics", cfg.Metrics)
 	}
-	mux.Handle("/", otelhttp.NewHandler(api, "http.server", otelOpts...))
-	if cfg.Instance == "" {
-		return mux
-	}
+	traced := otelhttp.NewHandler(api, "http.server", otelOpts...)
+	// The API is not mounted on a catch-all route of an outer mux: otelhttp
+	// would then rename every span after that route ("/") when the request
+	// ends. The service's own Mux names the span after its route instead.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(InstanceHeader, cfg.Instance)
-		mux.ServeHTTP(w, r)
+		if cfg.Instance != "" {
+			w.Header().Set(InstanceHeader, cfg.Instance)
+		}
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			probes.ServeHTTP(w, r)
+		default:
+			traced.ServeHTTP(w, r)
+		}
 	})
 }
 

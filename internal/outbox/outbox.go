@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payonce/payonce/internal/eventbus"
+	"github.com/payonce/payonce/internal/failpoint"
 )
 
 // Write adds an event to the outbox inside tx. The trace context of ctx is
@@ -45,6 +46,10 @@ func Write(ctx context.Context, tx pgx.Tx, prop propagation.TextMapPropagator, s
 	}
 	return nil
 }
+
+// FailAfterPublish is the failpoint (internal/failpoint) between publishing
+// a batch and marking it published.
+const FailAfterPublish = "outbox.after_publish"
 
 // Relay publishes unpublished outbox rows and marks them published.
 // Several relays (one per service instance) can run against one database:
@@ -172,6 +177,8 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	if len(ids) == 0 {
 		return 0, errors.New("outbox relay: could not publish the oldest row")
 	}
+	// A crash here is the relay's worst moment: published, not marked.
+	failpoint.Hit(FailAfterPublish)
 	if r.AfterPublish != nil {
 		if err := r.AfterPublish(ids); err != nil {
 			return 0, fmt.Errorf("outbox relay: after publish: %w", err)

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/membership"
 )
 
@@ -98,14 +99,23 @@ func (rt Router) Wrap(keyOf KeyFunc, next http.Handler) http.Handler {
 				pr.Out.ContentLength = int64(len(body))
 			},
 			Transport: rt.Transport,
+			ModifyResponse: func(res *http.Response) error {
+				// Say who forwarded, beside the owner's own instance header.
+				res.Header.Set(ForwardedHeader, self.Instance)
+				return nil
+			},
 			ErrorHandler: func(http.ResponseWriter, *http.Request, error) {
 				forwardFailed = true
 			},
 		}
+		// The owner names itself in the response; drop this instance's name
+		// so the client sees one, the owner's.
+		w.Header().Del(httpkit.InstanceHeader)
 		span.SetAttributes(attribute.Bool("partition.forwarded", true))
 		proxy.ServeHTTP(w, r)
 		if forwardFailed {
 			// Nothing was written: the owner was not reached. Serve here.
+			w.Header().Set(httpkit.InstanceHeader, self.Instance)
 			logger.WarnContext(r.Context(), "owner unreachable; serving here", "owner", owner.Instance, "key", key)
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			next.ServeHTTP(w, r)

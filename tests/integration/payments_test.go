@@ -45,14 +45,21 @@ func newPayment(customer string, amount int64) map[string]any {
 	return map[string]any{"customer_id": customer, "amount": amount, "currency": "EUR", "card": "4242424242424242"}
 }
 
-// dbCount runs a count query on the payments database.
-func dbCount(t *testing.T, dbURL, query string, args ...any) int {
+// dbConn connects to a service's database.
+func dbConn(t *testing.T, dbURL string) *pgx.Conn {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := pgx.Connect(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return conn
+}
+
+// dbCount runs a count query on a service's database.
+func dbCount(t *testing.T, dbURL, query string, args ...any) int {
+	t.Helper()
+	ctx := context.Background()
+	conn := dbConn(t, dbURL)
 	defer conn.Close(ctx)
 	var n int
 	if err := conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {

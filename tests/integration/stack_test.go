@@ -115,7 +115,7 @@ type coordinators struct {
 	t    *testing.T
 }
 
-func startCoordinators(t *testing.T) *coordinators {
+func startCoordinators(t *testing.T, extraEnv ...string) *coordinators {
 	t.Helper()
 	bin := binaries(t)["coordinator"]
 	c := &coordinators{bin: bin, t: t}
@@ -141,7 +141,7 @@ func startCoordinators(t *testing.T) *coordinators {
 	}
 	c.proc = make([]*proc.Process, 3)
 	for i := range 3 {
-		c.env[i] = append(c.env[i], "COORDINATOR_PEERS="+strings.Join(peers, ","))
+		c.env[i] = append(append(c.env[i], "COORDINATOR_PEERS="+strings.Join(peers, ",")), extraEnv...)
 		c.proc[i] = startProcess(t, fmt.Sprintf("coordinator-%d", i+1), bin, c.env[i], "")
 	}
 	for i := range 3 {
@@ -160,11 +160,12 @@ type bankSim struct {
 	url string
 }
 
-func startBank(t *testing.T) *bankSim {
+func startBank(t *testing.T, extraEnv ...string) *bankSim {
 	t.Helper()
 	port := freePort(t)
 	b := &bankSim{url: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	startProcess(t, "bank", binaries(t)["bank"], []string{fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", port), "LOG_LEVEL=warn"}, b.url+"/readyz")
+	env := append([]string{fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", port), "LOG_LEVEL=warn"}, extraEnv...)
+	startProcess(t, "bank", binaries(t)["bank"], env, b.url+"/readyz")
 	return b
 }
 
@@ -212,26 +213,38 @@ const (
 	ordersKeys   = "shop:" + testAPIKey + ",other:" + otherAPIKey
 )
 
-// paymentsService is one or more payments processes sharing a database.
-type paymentsService struct {
+// serviceGroup is one or more instances of a service (payments or
+// orders) sharing a database.
+type serviceGroup struct {
 	t         *testing.T
+	name      string
 	bin       string
 	env       []string
 	urls      []string
 	procs     []*proc.Process
 	dbURL     string
-	natsURL   string
 	instances int
+}
+
+// paymentsService is the payments service's group of instances.
+type paymentsService = serviceGroup
+
+// otelEnv makes a process export its spans to sink quickly.
+func otelEnv(sinkURL string) []string {
+	if sinkURL == "" {
+		return nil
+	}
+	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + sinkURL, "OTEL_BSP_SCHEDULE_DELAY=50"}
 }
 
 func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsURL string, extraEnv ...string) *paymentsService {
 	t.Helper()
 	dbURL := testenv.NewDatabase(t)
-	return &paymentsService{
-		t:       t,
-		bin:     binaries(t)["payments"],
-		dbURL:   dbURL,
-		natsURL: natsURL,
+	return &serviceGroup{
+		t:     t,
+		name:  "payments",
+		bin:   binaries(t)["payments"],
+		dbURL: dbURL,
 		env: append([]string{
 			"PAYMENTS_DATABASE_URL=" + dbURL,
 			"NATS_URL=" + natsURL,
@@ -249,28 +262,54 @@ func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsUR
 	}
 }
 
+func newOrdersService(t *testing.T, coord *coordinators, natsURL string, extraEnv ...string) *serviceGroup {
+	t.Helper()
+	dbURL := testenv.NewDatabase(t)
+	return &serviceGroup{
+		t:     t,
+		name:  "orders",
+		bin:   binaries(t)["orders"],
+		dbURL: dbURL,
+		env: append([]string{
+			"ORDERS_DATABASE_URL=" + dbURL,
+			"NATS_URL=" + natsURL,
+			"COORDINATOR_URLS=" + strings.Join(coord.urls, ","),
+			"ORDERS_API_KEYS=" + ordersKeys,
+			"MEMBERSHIP_TTL=1500ms",
+			"IDEMPOTENCY_LOCK_TIMEOUT=2s",
+			"LOG_LEVEL=warn",
+		}, extraEnv...),
+	}
+}
+
+func (s *serviceGroup) instanceEnv(i int, addr string) []string {
+	prefix := strings.ToUpper(s.name)
+	return append(append([]string{}, s.env...),
+		prefix+"_ADDR="+addr,
+		prefix+"_ADVERTISE_URL=http://"+addr,
+		fmt.Sprintf("INSTANCE_ID=%s-%d", s.name, i+1))
+}
+
 // start starts one more instance (with extra env, e.g. a failpoint) and
 // returns its index.
-func (s *paymentsService) start(extraEnv ...string) int {
+func (s *serviceGroup) start(extraEnv ...string) int {
 	s.t.Helper()
-	port := freePort(s.t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(s.t))
 	i := s.instances
 	s.instances++
-	env := append(append([]string{}, s.env...), fmt.Sprintf("PAYMENTS_ADDR=127.0.0.1:%d", port), fmt.Sprintf("INSTANCE_ID=payments-%d", i+1))
-	env = append(env, extraEnv...)
-	p := startProcess(s.t, fmt.Sprintf("payments-%d", i+1), s.bin, env, url+"/readyz")
+	env := append(s.instanceEnv(i, addr), extraEnv...)
+	url := "http://" + addr
+	p := startProcess(s.t, fmt.Sprintf("%s-%d", s.name, i+1), s.bin, env, url+"/readyz")
 	s.urls = append(s.urls, url)
 	s.procs = append(s.procs, p)
 	return i
 }
 
 // restart starts instance i again on its old address, without extra env.
-func (s *paymentsService) restart(i int) {
+func (s *serviceGroup) restart(i int) {
 	s.t.Helper()
 	addr := strings.TrimPrefix(s.urls[i], "http://")
-	env := append(append([]string{}, s.env...), "PAYMENTS_ADDR="+addr, fmt.Sprintf("INSTANCE_ID=payments-%d", i+1))
-	s.procs[i] = startProcess(s.t, fmt.Sprintf("payments-%d-restarted", i+1), s.bin, env, s.urls[i]+"/readyz")
+	s.procs[i] = startProcess(s.t, fmt.Sprintf("%s-%d-restarted", s.name, i+1), s.bin, s.instanceEnv(i, addr), s.urls[i]+"/readyz")
 }
 
 // apiResponse is one HTTP exchange with a service.

@@ -35,7 +35,7 @@ type amountRequest struct {
 // NewHandler routes the bank's API and admin endpoints to sim.
 func NewHandler(sim *bank.Simulator, logger *slog.Logger) http.Handler {
 	opts := append(httpkit.ServerOptions(logger), kithttp.ServerErrorEncoder(encodeError))
-	mux := http.NewServeMux()
+	mux := httpkit.NewMux()
 	handle := func(pattern string, e endpoint.Endpoint, dec kithttp.DecodeRequestFunc) {
 		mux.Handle(pattern, kithttp.NewServer(e, dec, httpkit.EncodeJSON, opts...))
 	}

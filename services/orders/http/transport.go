@@ -72,7 +72,7 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, par
 	server := func(ep endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
 		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
 	}
-	mux := http.NewServeMux()
+	mux := httpkit.NewMux()
 	mux.Handle("POST /v1/orders", parts.Wrap(customerInBody, idem.Wrap(server(e.CreateOrder, decodeCreateOrder))))
 	mux.Handle("GET /v1/orders/{id}", server(e.GetOrder, decodeID))
 	mux.Handle("POST /v1/orders/{id}/cancel", idem.Wrap(server(e.CancelOrder, decodeID)))

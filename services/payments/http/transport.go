@@ -28,7 +28,7 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, int
 	server := func(ep func(context.Context, any) (any, error), dec kithttp.DecodeRequestFunc) http.Handler {
 		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
 	}
-	mux := http.NewServeMux()
+	mux := httpkit.NewMux()
 	mux.Handle("POST /v1/payments", idem.Wrap(server(e.CreatePayment, decodeCreatePayment)))
 	mux.Handle("GET /v1/payments/{id}", server(e.GetPayment, decodeID))
 	mux.Handle("GET /v1/customers/{id}/payments", server(e.CustomerPayments, decodeCustomerPayments))

@@ -23,6 +23,7 @@ import (
 	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/endpointkit"
 	"github.com/payonce/payonce/internal/eventbus"
+	"github.com/payonce/payonce/internal/failpoint"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/membership"
@@ -52,6 +53,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
+	// Test-only crash points; empty in every real deployment.
+	failpoint.Enable(getenv("PAYONCE_FAILPOINTS"))
 	keys, err := apikey.Parse(cfg.APIKeys)
 	if err != nil {
 		return fmt.Errorf("ORDERS_API_KEYS: %w", err)
