@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Builds, with no container registry, every image deploy/docker-compose.yml
+# names, and tags each with exactly that name, so the unmodified compose file
+# runs on a machine that can pull nothing:
+#
+#   debian:bookworm-slim      mmdebstrap (the machine's own apt sources) + docker import
+#   golang:1.26-bookworm      that base + the host's /usr/local/go
+#   postgres:15-bookworm      mmdebstrap with Debian's postgresql-15 + an entrypoint
+#                             honouring POSTGRES_* and /docker-entrypoint-initdb.d
+#   nats:2.15.2-alpine        nats-server v2.15.2 from its Go module, FROM scratch
+#   jaegertracing/jaeger:2.13.0  Jaeger v1.76.0 (= v2.13.0) from its Go module, FROM scratch
+#   payonce/<service>:local   deploy/Dockerfile, from source, built with --network none
+#
+# It is idempotent: a stand-in image that exists is kept, and payonce's
+# images are rebuilt only when the source they are built from changed (a
+# hash of it is stored as an image label). Slow artefacts (the Jaeger binary
+# takes ~10 minutes cold) are cached in deploy/.build/, which git ignores.
+#
+# Usage: deploy/local-images.sh [--force] [debian|golang|postgres|nats|jaeger|payonce ...]
+#   no names: everything; --force rebuilds the named (or all) images.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=deploy/.build
+mkdir -p "$BUILD/bin"
+FORCE=0
+WANT=()
+for arg in "$@"; do
+  case "$arg" in
+  --force) FORCE=1 ;;
+  debian | golang | postgres | nats | jaeger | payonce) WANT+=("$arg") ;;
+  *) echo "usage: $0 [--force] [debian|golang|postgres|nats|jaeger|payonce ...]" >&2; exit 2 ;;
+  esac
+done
+[ ${#WANT[@]} -gt 0 ] || WANT=(debian golang postgres nats jaeger payonce)
+wanted() { [[ " ${WANT[*]} " == *" $1 "* ]]; }
+
+export PATH="$PATH:/usr/local/go/bin"
+# The classic builder, which docker-compose 1.29 also uses; the engine here
+# has no buildx.
+export DOCKER_BUILDKIT=0
+SECONDS=0
+log() { printf '[local-images %4ds] %s\n' "$SECONDS" "$*"; }
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+# docker_build ARGS...: docker build, quiet when it works, its whole output
+# when it fails.
+docker_build() {
+  local out
+  if ! out="$(docker build -q "$@" 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+}
+# keep IMAGE: true when IMAGE exists and no rebuild was asked for.
+keep() {
+  if have_image "$1" && [ "$FORCE" = 0 ]; then
+    log "kept    $1 (exists; --force rebuilds)"
+    return 0
+  fi
+  return 1
+}
+
+need_mmdebstrap() {
+  command -v mmdebstrap >/dev/null 2>&1 && return
+  log "installing mmdebstrap with apt"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mmdebstrap >/dev/null
+}
+
+# Shared mmdebstrap options: the smallest Debian, without docs, man pages
+# and translations. Given no mirror, mmdebstrap uses the host's apt sources.
+MMDEBSTRAP_OPTS=(--variant=minbase --quiet
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*')
+
+build_debian() {
+  keep debian:bookworm-slim && return
+  need_mmdebstrap
+  log "building debian:bookworm-slim (mmdebstrap)"
+  mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include=ca-certificates bookworm "$BUILD/debian.tar"
+  docker import --change 'CMD ["bash"]' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    "$BUILD/debian.tar" debian:bookworm-slim >/dev/null
+  rm -f "$BUILD/debian.tar"
+  log "built   debian:bookworm-slim"
+}
+
+build_golang() {
+  keep golang:1.26-bookworm && return
+  local goroot
+  goroot="$(go env GOROOT)"
+  log "building golang:1.26-bookworm (with $(go version | cut -d' ' -f3) from $goroot)"
+  tar -c -C deploy/standins/golang Dockerfile -C "$(dirname "$goroot")" "$(basename "$goroot")" |
+    docker_build -t golang:1.26-bookworm -
+  log "built   golang:1.26-bookworm"
+}
+
+build_postgres() {
+  if ! { have_image payonce-standin/postgres-rootfs:15-bookworm && [ "$FORCE" = 0 ]; }; then
+    need_mmdebstrap
+    log "building the PostgreSQL 15 rootfs (mmdebstrap, Debian's postgresql-15)"
+    # postgresql-common would create a cluster at install time; the
+    # entrypoint makes its own in PGDATA instead.
+    mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include=postgresql-15 \
+      --essential-hook='mkdir -p "$1/etc/postgresql-common/createcluster.d" && echo "create_main_cluster = false" >"$1/etc/postgresql-common/createcluster.d/payonce.conf"' \
+      bookworm "$BUILD/postgres.tar"
+    docker import "$BUILD/postgres.tar" payonce-standin/postgres-rootfs:15-bookworm >/dev/null
+    rm -f "$BUILD/postgres.tar"
+  fi
+  keep postgres:15-bookworm && return
+  docker_build -t postgres:15-bookworm deploy/standins/postgres
+  log "built   postgres:15-bookworm"
+}
+
+# busybox: Debian's static busybox, the wget that the nats and jaeger
+# healthchecks call. Fetched with apt, cached.
+busybox() {
+  [ -x "$BUILD/bin/busybox" ] && return
+  log "fetching Debian's busybox-static with apt"
+  local tmp
+  tmp="$(mktemp -d)"
+  chmod 755 "$tmp" # apt's download user must be able to write there
+  (cd "$tmp" && apt-get download -q busybox-static >/dev/null && dpkg-deb -x busybox-static_*.deb root)
+  cp "$tmp/root/bin/busybox" "$BUILD/bin/busybox"
+  rm -rf "$tmp"
+}
+
+# go_tool NAME PACKAGE: builds a binary of a tools module (deploy/tools/NAME)
+# into deploy/.build/bin once; later runs reuse it.
+go_tool() {
+  local name="$1" pkg="$2"
+  if [ -x "$BUILD/bin/$name" ] && [ "$FORCE" = 0 ]; then return; fi
+  log "building $name from its Go module (deploy/tools/$name)"
+  (cd "deploy/tools/$name" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "../../.build/bin/$name.tmp" "$pkg")
+  mv "$BUILD/bin/$name.tmp" "$BUILD/bin/$name"
+}
+
+# image_context NAME FILE...: a build context dir holding FILEs.
+image_context() {
+  local dir="$BUILD/ctx/$1"
+  shift
+  rm -rf "$dir" && mkdir -p "$dir"
+  cp "$@" "$dir/"
+  echo "$dir"
+}
+
+build_nats() {
+  keep nats:2.15.2-alpine && return
+  busybox
+  go_tool nats-server github.com/nats-io/nats-server/v2
+  local ctx
+  ctx="$(image_context nats "$BUILD/bin/nats-server" "$BUILD/bin/busybox")"
+  docker_build -t nats:2.15.2-alpine -f deploy/standins/nats/Dockerfile "$ctx"
+  log "built   nats:2.15.2-alpine"
+}
+
+build_jaeger() {
+  keep jaegertracing/jaeger:2.13.0 && return
+  busybox
+  [ -x "$BUILD/bin/jaeger" ] || log "the Jaeger binary is not cached: a cold build takes about 10 minutes"
+  go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+  local ctx jaeger_src
+  jaeger_src="$(cd deploy/tools/jaeger && go list -m -f '{{.Dir}}' github.com/jaegertracing/jaeger)"
+  ctx="$(image_context jaeger "$BUILD/bin/jaeger" "$BUILD/bin/busybox" "$jaeger_src/cmd/jaeger/sampling-strategies.json")"
+  chmod 644 "$ctx/sampling-strategies.json"
+  mkdir -m 1777 "$ctx/tmp"
+  docker_build -t jaegertracing/jaeger:2.13.0 -f deploy/standins/jaeger/Dockerfile "$ctx"
+  log "built   jaegertracing/jaeger:2.13.0"
+}
+
+# payonce's images are built by deploy/Dockerfile itself, the file compose
+# uses, from a copy of the work tree (tracked and untracked, not ignored)
+# plus vendor/, so the build needs no network: it runs with --network none.
+build_payonce() {
+  local ctx="$BUILD/ctx/payonce" targets=(migrate) d hash
+  for d in services/*/cmd/*; do
+    [ -f "$d/main.go" ] && targets+=("$(basename "$d")")
+  done
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  git ls-files -z --cached --others --exclude-standard -- ':!deploy' ':!bench' |
+    while IFS= read -r -d '' f; do if [ -f "$f" ]; then printf '%s\0' "$f"; fi; done |
+    tar -c --null -T - | tar -x -C "$ctx"
+  go mod vendor -o "$ctx/vendor"
+  hash="$(cd "$ctx" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+  local t stale=()
+  for t in "${targets[@]}"; do
+    if [ "$FORCE" = 0 ] &&
+      [ "$(docker image inspect -f '{{index .Config.Labels "payonce.source"}}' "payonce/$t:local" 2>/dev/null)" = "$hash" ]; then
+      log "kept    payonce/$t:local (source unchanged: $hash)"
+    else
+      stale+=("$t")
+    fi
+  done
+  for t in "${stale[@]}"; do
+    log "building payonce/$t:local (deploy/Dockerfile, target $t, source $hash)"
+    docker_build --network none --target "$t" --label "payonce.source=$hash" \
+      -t "payonce/$t:local" -f deploy/Dockerfile "$ctx"
+  done
+  [ ${#stale[@]} -eq 0 ] || log "built   ${stale[*]/#/payonce/}"
+}
+
+command -v docker >/dev/null 2>&1 || { echo "local-images: docker is not installed" >&2; exit 1; }
+for step in debian golang postgres nats jaeger payonce; do
+  wanted "$step" && "build_$step"
+done
+log "done"
