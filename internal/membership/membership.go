@@ -4,10 +4,14 @@
 // this customer".
 //
 // Every instance of a service watches the same versioned member list (a long
-// poll on the coordinator, which replicates it through Raft) and builds its
-// ring with ring.Build, a pure function of the member set. So instances that
-// have seen the same version agree on every owner, without talking to each
-// other. While they briefly disagree (one saw a change a moment earlier),
+// poll on the coordinator, which replicates it through Raft). Beside the list
+// the coordinator serves the service's ring table, which its state machine
+// advances with ring.Rebalance at every change of the set, so a change moves
+// only the changed instance's customers (ADR 0003). Instances decode and
+// install that table; they never rebalance on their own, because a long poll
+// may skip versions and an instance that starts later has no history. So
+// instances that have seen the same version agree on every owner, without
+// talking to each other. While they briefly disagree (one saw a change a moment earlier),
 // two instances may both think they own a customer: the fencing-token locks
 // make that overlap harmless, which is why ownership here is an
 // optimisation for locality, never a correctness mechanism.
@@ -133,10 +137,15 @@ func (c *Client) Deregister(ctx context.Context, service, instance string) error
 	return err
 }
 
-// View is a versioned member list.
+// View is a versioned member list and the coordinator's ring over it.
 type View struct {
 	Version uint64   `json:"version"`
 	Members []Member `json:"members"`
+	// Ring is the encoded ring.Snapshot (base64 in JSON), empty from a
+	// coordinator that does not keep rings.
+	Ring []byte `json:"ring,omitempty"`
+	// RingFingerprint is the ring's Fingerprint in 16 hex digits.
+	RingFingerprint string `json:"ring_fingerprint,omitempty"`
 }
 
 // Members returns the service's members; with waitVersion > 0 it blocks
@@ -208,6 +217,10 @@ func (m *Membership) Owns(key string) bool {
 	return !ok || owner.Instance == m.self.Instance
 }
 
+// Fingerprint returns the Fingerprint of the installed ring; instances
+// that agree on every owner have equal fingerprints.
+func (m *Membership) Fingerprint() uint64 { return m.ring.Load().Fingerprint() }
+
 // Members returns the members of the current ring, sorted by instance.
 func (m *Membership) Members() []Member {
 	addrs := *m.addrs.Load()
@@ -277,10 +290,22 @@ func (m *Membership) watch(ctx context.Context) {
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
 		if v.Version != version || version == 0 {
-			m.install(ctx, v)
+			if err := m.install(ctx, v); err != nil {
+				// Keep the ring we have and ask again for the same version:
+				// routing on a table we cannot trust is worse than routing
+				// on a slightly old one (the fence keeps either safe).
+				m.logger.ErrorContext(ctx, "membership ring refused; retrying", "version", v.Version, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 2*time.Second)
+				continue
+			}
 		}
+		backoff = 100 * time.Millisecond
 		version = v.Version
 		if version == 0 {
 			// An empty service has version 0, which would not block: wait a
@@ -294,7 +319,10 @@ func (m *Membership) watch(ctx context.Context) {
 	}
 }
 
-func (m *Membership) install(ctx context.Context, v View) {
+// install makes v's ring the current one. It takes the coordinator's table
+// (checking it against its fingerprint and the member list) and builds one
+// only if the coordinator sent none.
+func (m *Membership) install(ctx context.Context, v View) error {
 	members := make([]ring.Member, 0, len(v.Members))
 	addrs := make(map[string]string, len(v.Members))
 	self := false
@@ -303,16 +331,46 @@ func (m *Membership) install(ctx context.Context, v View) {
 		addrs[mem.Instance] = mem.Addr
 		self = self || mem.Instance == m.self.Instance
 	}
-	snap, err := ring.Build(members)
+	snap, err := tableOf(v, members)
 	if err != nil {
-		m.logger.ErrorContext(ctx, "cannot build ring from membership", "version", v.Version, "err", err)
-		return
+		return err
 	}
 	m.ring.Store(snap)
 	m.addrs.Store(&addrs)
 	m.version.Store(v.Version)
-	m.logger.InfoContext(ctx, "ring updated", "service", m.service, "version", v.Version, "members", len(members))
+	m.logger.InfoContext(ctx, "ring updated", "service", m.service, "version", v.Version, "members", len(members),
+		"ring_version", snap.Version(), "ring_fingerprint", fmt.Sprintf("%016x", snap.Fingerprint()))
 	if self {
 		m.once.Do(func() { close(m.ready) })
 	}
+	return nil
+}
+
+// tableOf returns the ring of v: the coordinator's table when it sent one,
+// else ring.Build of the members (a coordinator that keeps no rings; every
+// instance then builds the same table, at the price of remapping ~all keys
+// per change).
+func tableOf(v View, members []ring.Member) (*ring.Snapshot, error) {
+	if len(v.Ring) == 0 {
+		return ring.Build(members)
+	}
+	snap, err := ring.Decode(v.Ring)
+	if err != nil {
+		return nil, fmt.Errorf("version %d: %w", v.Version, err)
+	}
+	if got := fmt.Sprintf("%016x", snap.Fingerprint()); got != v.RingFingerprint {
+		return nil, fmt.Errorf("version %d: ring fingerprint %s, coordinator says %q", v.Version, got, v.RingFingerprint)
+	}
+	names := snap.Members()
+	if len(names) != len(members) {
+		return nil, fmt.Errorf("version %d: ring has %d members, the list %d", v.Version, len(names), len(members))
+	}
+	for i := range names {
+		// Both are in name order: the coordinator lists members sorted and
+		// a snapshot keeps them sorted.
+		if names[i].Name != members[i].Name {
+			return nil, fmt.Errorf("version %d: ring member %q, the list has %q", v.Version, names[i].Name, members[i].Name)
+		}
+	}
+	return snap, nil
 }

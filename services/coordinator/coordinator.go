@@ -63,6 +63,14 @@ type Members struct {
 	Version uint64 `json:"version"`
 	// Members lists the live instances sorted by instance id.
 	Members []Member `json:"members"`
+	// Ring is the service's consistent-hash ring over the instances, as
+	// pkg/ring's MarshalBinary encodes it. The coordinator advances it with
+	// ring.Rebalance at every change of the set, so it moves only the
+	// changed instance's keys; instances decode it rather than build their
+	// own (ADR 0003). It changes only when Version does.
+	Ring []byte `json:"-"`
+	// RingFingerprint is the ring's ring.Snapshot.Fingerprint.
+	RingFingerprint uint64 `json:"-"`
 }
 
 // AcquireRequest asks for a lock.

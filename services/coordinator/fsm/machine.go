@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/payonce/payonce/internal/errs"
+	"github.com/payonce/payonce/pkg/ring"
 	"github.com/payonce/payonce/services/coordinator"
 )
 
@@ -109,6 +111,40 @@ type request struct {
 type service struct {
 	Version uint64             `json:"version"`
 	Members map[string]*member `json:"members"`
+	// Ring is the encoded ring.Snapshot of the members (MarshalBinary). It
+	// is replicated state, not a cache: ring.Rebalance depends on the
+	// previous table, so the table is the product of the whole history of
+	// membership changes, and only the log has that history (ADR 0003).
+	Ring []byte `json:"ring,omitempty"`
+	// ring is Ring decoded, kept so a change rebalances without decoding.
+	ring *ring.Snapshot
+}
+
+// rebalance advances the service's ring to its current member set. It is
+// called in Apply after every change of the set, so every replica, applying
+// the same entries in the same order, computes the same table.
+func (svc *service) rebalance() error {
+	next, err := ring.Rebalance(svc.ring, ringMembers(svc.Members))
+	if err != nil {
+		return err
+	}
+	if next == svc.ring && svc.Ring != nil {
+		return nil // same set: Rebalance returned prev itself
+	}
+	enc, err := next.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	svc.ring, svc.Ring = next, enc
+	return nil
+}
+
+func ringMembers(ms map[string]*member) []ring.Member {
+	out := make([]ring.Member, 0, len(ms))
+	for _, inst := range sortedKeys(ms) {
+		out = append(out, ring.Member{Name: inst})
+	}
+	return out
 }
 
 type member struct {
@@ -282,14 +318,24 @@ func (s *state) sweep(index uint64, now int64) {
 	}
 	for _, svcName := range sortedKeys(s.Services) {
 		svc := s.Services[svcName]
+		expired := false
 		for inst, mb := range svc.Members {
 			if mb.Deadline <= now {
 				delete(svc.Members, inst)
 				svc.Version = index
+				expired = true
 			}
 		}
 		if len(svc.Members) == 0 {
 			delete(s.Services, svcName)
+			continue
+		}
+		if expired {
+			// Removing members cannot exceed any ring limit, so this
+			// cannot fail; the error is checked all the same.
+			if err := svc.rebalance(); err != nil {
+				panic(fmt.Sprintf("fsm: rebalance %s after expiry: %v", svcName, err))
+			}
 		}
 	}
 }
@@ -397,10 +443,21 @@ func (s *state) register(index uint64, now int64, c Command) Result {
 		s.Services[c.Service] = svc
 	}
 	old := svc.Members[c.Instance]
+	svc.Members[c.Instance] = &member{Addr: c.Addr, TTL: int64(c.TTL), Deadline: now + int64(c.TTL)}
+	if old == nil {
+		if err := svc.rebalance(); err != nil {
+			// Only a ring that cannot hold one more member gets here; the
+			// register is refused and the set stays as it was.
+			delete(svc.Members, c.Instance)
+			if len(svc.Members) == 0 && svc.ring == nil {
+				delete(s.Services, c.Service)
+			}
+			return Result{Err: errs.E(errs.Invalid, fmt.Sprintf("cannot add %s to the ring of %s: %v", c.Instance, c.Service, err))}
+		}
+	}
 	if old == nil || old.Addr != c.Addr {
 		svc.Version = index
 	}
-	svc.Members[c.Instance] = &member{Addr: c.Addr, TTL: int64(c.TTL), Deadline: now + int64(c.TTL)}
 	ms := s.members(c.Service)
 	return Result{Members: &ms}
 }
@@ -422,6 +479,9 @@ func (s *state) deregister(index uint64, c Command) Result {
 	}
 	delete(svc.Members, c.Instance)
 	svc.Version = index
+	if err := svc.rebalance(); err != nil {
+		panic(fmt.Sprintf("fsm: rebalance %s after deregister: %v", c.Service, err)) // removal cannot exceed a limit
+	}
 	if len(svc.Members) == 0 {
 		// Keep the version so that long polls see the change; an empty
 		// service is dropped on the next sweep.
@@ -445,6 +505,8 @@ func (s *state) members(name string) coordinator.Members {
 		return out
 	}
 	out.Version = svc.Version
+	out.Ring = svc.Ring // never mutated in place, so sharing it is safe
+	out.RingFingerprint = svc.ring.Fingerprint()
 	for _, inst := range sortedKeys(svc.Members) {
 		mb := svc.Members[inst]
 		out.Members = append(out.Members, coordinator.Member{Service: name, Instance: inst, Addr: mb.Addr, TTL: time.Duration(mb.TTL)})
@@ -577,6 +639,24 @@ func (m *Machine) Restore(r io.Reader) error {
 	}
 	if st.Services == nil {
 		st.Services = map[string]*service{}
+	}
+	for name, svc := range st.Services {
+		if svc.Members == nil {
+			svc.Members = map[string]*member{}
+		}
+		if svc.Ring == nil {
+			// A snapshot written before the coordinator kept rings: every
+			// replica restoring it builds the same canonical table.
+			if err := svc.rebalance(); err != nil {
+				return fmt.Errorf("fsm: restore: ring of %s: %w", name, err)
+			}
+			continue
+		}
+		r, err := ring.Decode(svc.Ring)
+		if err != nil {
+			return fmt.Errorf("fsm: restore: ring of %s: %w", name, err)
+		}
+		svc.ring = r
 	}
 	m.mu.Lock()
 	m.st = st

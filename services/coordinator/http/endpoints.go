@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
@@ -94,7 +95,10 @@ func NewEndpoints(svc coordinator.Service, mw ...func(name string) endpoint.Midd
 			if err != nil {
 				return nil, err
 			}
-			out := membersResponse{Service: ms.Service, Version: ms.Version, Members: []memberResponse{}}
+			out := membersResponse{Service: ms.Service, Version: ms.Version, Members: []memberResponse{}, Ring: ms.Ring}
+			if ms.Ring != nil {
+				out.RingFingerprint = fmt.Sprintf("%016x", ms.RingFingerprint)
+			}
 			for _, m := range ms.Members {
 				out.Members = append(out.Members, memberResponseOf(m))
 			}

@@ -77,6 +77,12 @@ type membersResponse struct {
 	Service string           `json:"service"`
 	Version uint64           `json:"version"`
 	Members []memberResponse `json:"members"`
+	// Ring is the encoded ring.Snapshot (base64 in JSON); decode it with
+	// ring.Decode rather than building a ring from Members (ADR 0003).
+	Ring []byte `json:"ring,omitempty"`
+	// RingFingerprint is the ring's Fingerprint as 16 hex digits: a JSON
+	// number would lose bits in clients that parse numbers as doubles.
+	RingFingerprint string `json:"ring_fingerprint,omitempty"`
 }
 
 // created answers 201 with the wrapped body.
