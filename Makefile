@@ -37,3 +37,13 @@ fuzz:
 
 clean:
 	rm -rf bin .cache
+
+.PHONY: e2e-docker images-docker
+
+## e2e-docker: build the images locally, run the compose stack, the e2e suite against it, tear it down
+e2e-docker:
+	deploy/e2e.sh
+
+## images-docker: build every image deploy/docker-compose.yml names, with no registry (FORCE=1 rebuilds)
+images-docker:
+	deploy/local-images.sh $(if $(FORCE),--force)

@@ -1,0 +1,280 @@
+// Package e2e checks a running docker compose stack (deploy/docker-compose.yml)
+// from the outside, through the ports it publishes on 127.0.0.1: every
+// service is ready, a retried payment is replayed, and an order is paid in
+// one trace that Jaeger holds from the orders edge to the bank.
+//
+// The tests skip unless PAYONCE_E2E=compose; deploy/e2e.sh brings the stack
+// up, sets it and tears the stack down again.
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The published ports and demo key of deploy/docker-compose.yml.
+const (
+	orders1    = "http://127.0.0.1:8080"
+	orders2    = "http://127.0.0.1:8081"
+	payments1  = "http://127.0.0.1:8090"
+	payments2  = "http://127.0.0.1:8091"
+	bank       = "http://127.0.0.1:8099"
+	jaeger     = "http://127.0.0.1:16686"
+	natsHealth = "http://127.0.0.1:8222/healthz?js-enabled-only=true"
+	demoAPIKey = "payonce-demo-key-1"
+)
+
+var coordinators = []string{"http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103"}
+
+func stack(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PAYONCE_E2E") != "compose" {
+		t.Skip("PAYONCE_E2E is not \"compose\": run deploy/e2e.sh (make e2e-docker)")
+	}
+}
+
+// withOrders skips a test when the stack was started without the orders
+// service (PAYONCE_E2E_NO_ORDERS=1).
+func withOrders(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PAYONCE_E2E_NO_ORDERS") == "1" {
+		t.Skip("the stack runs without orders")
+	}
+}
+
+func TestEveryServiceIsReady(t *testing.T) {
+	stack(t)
+	urls := []string{payments1 + "/readyz", payments2 + "/readyz", bank + "/readyz", natsHealth, jaeger + "/api/services"}
+	for _, c := range coordinators {
+		urls = append(urls, c+"/readyz")
+	}
+	if os.Getenv("PAYONCE_E2E_NO_ORDERS") != "1" {
+		urls = append(urls, orders1+"/readyz", orders2+"/readyz")
+	}
+	for _, url := range urls {
+		if r := call(t, "GET", url, "", "", nil, nil); r.status != 200 {
+			t.Errorf("GET %s: %d %s", url, r.status, r.body)
+		}
+	}
+}
+
+// TestPaymentRetryIsReplayed: the same Idempotency-Key sent again, to the
+// same instance or to the other one, gets the stored answer back, marked
+// Idempotent-Replayed, and the payment exists once.
+func TestPaymentRetryIsReplayed(t *testing.T) {
+	stack(t)
+	key := "e2e-pay-" + randomHex(8)
+	body := map[string]any{"customer_id": "e2e-" + randomHex(4), "amount": 1250, "currency": "EUR", "card": "4242424242424242"}
+
+	first := call(t, "POST", payments1+"/v1/payments", demoAPIKey, key, body, nil)
+	if first.status != 201 || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first POST: %d (replayed %q) %s", first.status, first.header.Get("Idempotent-Replayed"), first.body)
+	}
+	var p struct{ ID, Status string }
+	first.decode(t, &p)
+	if p.ID == "" || p.Status != "succeeded" {
+		t.Fatalf("first POST made %+v, want a succeeded payment", p)
+	}
+	for _, base := range []string{payments1, payments2} {
+		again := call(t, "POST", base+"/v1/payments", demoAPIKey, key, body, nil)
+		if again.status != first.status || again.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.body, first.body) {
+			t.Fatalf("retry on %s: %d, Idempotent-Replayed %q, body %s; want the first answer replayed",
+				base, again.status, again.header.Get("Idempotent-Replayed"), again.body)
+		}
+	}
+	got := call(t, "GET", payments2+"/v1/payments/"+p.ID, demoAPIKey, "", nil, nil)
+	if got.status != 200 || !strings.Contains(string(got.body), p.ID) {
+		t.Fatalf("GET the payment from the other instance: %d %s", got.status, got.body)
+	}
+}
+
+// TestOrderIsPaidInOneTrace: an order placed with a known trace id is paid
+// over NATS, and Jaeger's HTTP API returns one trace with spans of orders,
+// payments, the coordinator and the bank, ending with the order update.
+func TestOrderIsPaidInOneTrace(t *testing.T) {
+	stack(t)
+	withOrders(t)
+	traceID := randomHex(16)
+	traceparent := "00-" + traceID + "-" + randomHex(8) + "-01"
+	order := map[string]any{
+		"customer_id": "e2e-" + randomHex(4), "currency": "EUR", "card": "4242424242424242",
+		"lines": []map[string]any{{"sku": "espresso", "quantity": 2}, {"sku": "cup", "quantity": 1}},
+	}
+	r := call(t, "POST", orders1+"/v1/orders", demoAPIKey, "e2e-order-"+randomHex(8), order, map[string]string{"traceparent": traceparent})
+	if r.status != 201 {
+		t.Fatalf("create order: %d %s", r.status, r.body)
+	}
+	var o struct{ ID, Status, PaymentID string }
+	r.decode(t, &o)
+
+	eventually(t, 60*time.Second, "order "+o.ID+" to be paid", func() (bool, string) {
+		g := call(t, "GET", orders2+"/v1/orders/"+o.ID, demoAPIKey, "", nil, nil)
+		g.decode(t, &o)
+		return o.Status == "paid", fmt.Sprintf("%d %s", g.status, g.body)
+	})
+
+	want := []struct{ service, operation string }{
+		{"orders", "POST /v1/orders"},
+		{"orders", "publish orders.created"},
+		{"payments", "process orders.created"},
+		{"payments", "lock.acquire"},
+		{"coordinator", ""},
+		{"payments", "bank POST"},
+		{"bank", "POST"},
+		{"payments", "publish payments.succeeded"},
+		{"orders", "process payments.succeeded"},
+	}
+	var trace jaegerTrace
+	eventually(t, 60*time.Second, "Jaeger to hold trace "+traceID+" across every service", func() (bool, string) {
+		g := call(t, "GET", jaeger+"/api/traces/"+traceID, "", "", nil, nil)
+		var resp struct{ Data []jaegerTrace }
+		if g.status != 200 || json.Unmarshal(g.body, &resp) != nil || len(resp.Data) != 1 {
+			return false, fmt.Sprintf("GET /api/traces/%s: %d %.300s", traceID, g.status, g.body)
+		}
+		trace = resp.Data[0]
+		var missing []string
+		for _, w := range want {
+			if !trace.has(w.service, w.operation) {
+				missing = append(missing, w.service+": "+w.operation)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("missing %v; have %v", missing, trace.operations())
+	})
+	t.Logf("trace %s: %d spans in services %v", traceID, len(trace.Spans), trace.services())
+
+	// The query the README shows: recent traces of a service.
+	g := call(t, "GET", jaeger+"/api/traces?service=payments&limit=50&lookback=1h", "", "", nil, nil)
+	var list struct{ Data []jaegerTrace }
+	if err := json.Unmarshal(g.body, &list); err != nil || g.status != 200 || len(list.Data) == 0 {
+		t.Fatalf("GET /api/traces?service=payments: %d %.300s", g.status, g.body)
+	}
+}
+
+// jaegerTrace is the part of a trace in Jaeger's HTTP API (api/traces) the
+// checks read.
+type jaegerTrace struct {
+	TraceID string
+	Spans   []struct {
+		OperationName string
+		ProcessID     string
+	}
+	Processes map[string]struct{ ServiceName string }
+}
+
+func (tr jaegerTrace) has(service, operationPrefix string) bool {
+	for _, s := range tr.Spans {
+		if tr.Processes[s.ProcessID].ServiceName == service && strings.HasPrefix(s.OperationName, operationPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func (tr jaegerTrace) services() []string {
+	var out []string
+	for _, p := range tr.Processes {
+		if !slices.Contains(out, p.ServiceName) {
+			out = append(out, p.ServiceName)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (tr jaegerTrace) operations() []string {
+	var out []string
+	for _, s := range tr.Spans {
+		out = append(out, tr.Processes[s.ProcessID].ServiceName+": "+s.OperationName)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+// call sends one request; a transport error fails the test.
+func call(t *testing.T, method, url, apiKey, idempotencyKey string, body any, header map[string]string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	if idempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", idempotencyKey)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// eventually polls cond until it holds, failing the test with cond's last
+// report once timeout has passed.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, report := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s: %s", timeout, what, report)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
