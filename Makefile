@@ -26,7 +26,7 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## dev: run the local stack (no Docker): Postgres, NATS JetStream and what exists of payonce
+## dev: run the whole stack as local processes (no Docker); ports in README.md
 dev:
 	$(GO) run ./cmd/devstack
 

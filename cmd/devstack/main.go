@@ -1,8 +1,14 @@
-// Command devstack runs payonce's topology as local processes, with no
-// Docker: a throwaway PostgreSQL cluster holding one database per service
-// (migrated), a NATS server with JetStream, and the payonce services that
-// exist. It prints every URL, and Ctrl-C stops everything and removes the
-// throwaway data, leaving nothing running.
+// Command devstack runs payonce's whole topology as local processes, with
+// no Docker: a throwaway PostgreSQL cluster holding one database per
+// service (migrated), a NATS server with JetStream, a 3-node Raft
+// coordinator cluster, the simulated bank, two payments and two orders
+// instances, and a trace viewer: Jaeger when its binary is found, otherwise
+// a built-in OTLP sink that prints each finished trace as a tree.
+//
+// Everything listens on fixed loopback ports (see config), so the README's
+// curl commands work as written. It prints every URL, and Ctrl-C stops every
+// process gracefully and removes the throwaway data, leaving nothing
+// running.
 //
 // It is the default way to run payonce on a machine with Go and the
 // PostgreSQL server binaries; deploy/ has the docker compose equivalent.
@@ -10,17 +16,22 @@ package main
 
 import (
 	"context"
-	"flag"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/localpg"
+	"github.com/payonce/payonce/internal/proc"
 	"github.com/payonce/payonce/migrations"
 )
 
@@ -33,71 +44,307 @@ func main() {
 	}
 }
 
-// config is the dev stack's whole configuration. Ports are fixed by default
-// so the README's curl commands work as written; 0 picks free ports (tests).
-type config struct {
-	PostgresPort int
-	NATSPort     int
+// The service commands the stack builds and runs.
+var servicePackages = []string{
+	"./services/coordinator/cmd/coordinator",
+	"./services/bank/cmd/bank",
+	"./services/payments/cmd/payments",
+	"./services/orders/cmd/orders",
 }
 
-func loadConfig(args []string, getenv func(string) string) (config, error) {
-	env := envconfig.New(getenv)
-	cfg := config{
-		PostgresPort: env.Int("DEVSTACK_POSTGRES_PORT", 55432),
-		NATSPort:     env.Int("DEVSTACK_NATS_PORT", 4222),
-	}
-	if err := env.Err(); err != nil {
-		return cfg, err
-	}
-	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
-	fs.IntVar(&cfg.PostgresPort, "postgres-port", cfg.PostgresPort, "PostgreSQL port on 127.0.0.1 (0: any free port)")
-	fs.IntVar(&cfg.NATSPort, "nats-port", cfg.NATSPort, "NATS port on 127.0.0.1 (0: any free port)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
-}
+// stopGrace is how long a service gets to drain after SIGTERM.
+const stopGrace = 15 * time.Second
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(args, getenv)
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) (err error) {
+	root, err := moduleRoot()
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	cfg, err := loadConfig(getenv, root)
+	if err != nil {
+		return err
+	}
+	out := &syncWriter{w: stdout}
+	s := &stack{out: out}
+	// Whatever happens from here on, every started part is stopped in
+	// reverse order of start.
+	defer func() {
+		fmt.Fprintln(out, "devstack: stopping")
+		if stopErr := s.stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+		fmt.Fprintln(out, "devstack: stopped; nothing left running")
+	}()
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	if err := s.start(startCtx, cfg, root); err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: not a failure
+		}
+		return err
+	}
+	s.printReady(cfg)
+	<-ctx.Done()
+	return nil
+}
 
-	fmt.Fprintln(stdout, "devstack: starting PostgreSQL")
-	pg, err := localpg.Start(startCtx, localpg.Options{Durable: true, Port: cfg.PostgresPort})
+// stack is the running topology: what was started, and how to stop it.
+type stack struct {
+	out      io.Writer
+	tempDir  string
+	stateDir string
+	stops    []func() error
+
+	urls      []namedURL
+	procs     []*proc.Process
+	trace     traceViewer
+	jaegerPid int
+}
+
+type namedURL struct{ name, url string }
+
+// onStop registers f to run at shutdown, before everything registered earlier.
+func (s *stack) onStop(f func() error) { s.stops = append(s.stops, f) }
+
+func (s *stack) stop() error {
+	var errs []error
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		if err := s.stops[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *stack) start(ctx context.Context, cfg config, root string) error {
+	fmt.Fprintf(s.out, "devstack: building the services into %s\n", cfg.BinDir)
+	bins, err := proc.Build(ctx, root, cfg.BinDir, servicePackages...)
+	if err != nil {
+		return err
+	}
+	s.tempDir, err = os.MkdirTemp("", "payonce-devstack-")
+	if err != nil {
+		return err
+	}
+	s.onStop(func() error { return os.RemoveAll(s.tempDir) })
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	s.stateDir = cfg.StateDir
+
+	otlp, err := s.startTraces(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("traces: %w", err)
+	}
+	// Spans leave each process within 200ms, so a trace is complete soon
+	// after its last hop and the sink's quiet period can call it finished.
+	common := []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp,
+		"OTEL_BSP_SCHEDULE_DELAY=200",
+		"LOG_LEVEL=" + cfg.LogLevel,
+		"LOG_FORMAT=text",
+	}
+
+	fmt.Fprintln(s.out, "devstack: starting PostgreSQL")
+	pg, err := localpg.Start(ctx, localpg.Options{Durable: true, Port: cfg.PostgresPort})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	defer pg.Stop()
+	s.onStop(pg.Stop)
 	databaseURLs := map[string]string{}
 	for _, service := range migrations.Services() {
-		if err := pg.CreateDatabase(startCtx, service); err != nil {
+		if err := pg.CreateDatabase(ctx, service); err != nil {
 			return err
 		}
 		databaseURLs[service] = pg.URL(service)
-		if _, err := migrations.Up(startCtx, databaseURLs[service], service); err != nil {
+		if _, err := migrations.Up(ctx, databaseURLs[service], service); err != nil {
 			return err
 		}
+		s.urls = append(s.urls, namedURL{service + " database", databaseURLs[service]})
 	}
 
-	fmt.Fprintln(stdout, "devstack: starting NATS with JetStream")
-	nats, err := localnats.Start(localnats.Options{Port: cfg.NATSPort})
+	fmt.Fprintln(s.out, "devstack: starting NATS with JetStream")
+	nats, err := localnats.Start(localnats.Options{Port: cfg.NATSPort, StoreDir: filepath.Join(s.tempDir, "jetstream")})
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
-	defer nats.Shutdown()
+	s.onStop(func() error { nats.Shutdown(); return nil })
+	s.urls = append(s.urls, namedURL{"nats", nats.URL()})
 
-	fmt.Fprintln(stdout, "devstack: ready")
-	for _, service := range migrations.Services() {
-		fmt.Fprintf(stdout, "  %-22s %s\n", service+" database", databaseURLs[service])
+	fmt.Fprintln(s.out, "devstack: starting 3 coordinators (Raft)")
+	coordURLs, err := s.startCoordinators(ctx, cfg, bins["coordinator"], common)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "  %-22s %s\n", "nats", nats.URL())
-	fmt.Fprintln(stdout, "devstack: press Ctrl-C to stop and remove everything")
 
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "devstack: stopping")
+	fmt.Fprintln(s.out, "devstack: starting the bank (simulated)")
+	bankURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.BankPort)
+	bank, err := s.startProcess("bank", bins["bank"], append([]string{fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", cfg.BankPort)}, common...))
+	if err != nil {
+		return err
+	}
+	if err := proc.WaitReady(ctx, bank, bankURL+"/readyz"); err != nil {
+		return err
+	}
+	s.urls = append(s.urls, namedURL{"bank", bankURL})
+
+	peerKey, err := randomKey()
+	if err != nil {
+		return err
+	}
+	coordinators := "COORDINATOR_URLS=" + strings.Join(coordURLs, ",")
+	fmt.Fprintf(s.out, "devstack: starting %d payments and %d orders instances\n", len(cfg.PaymentsPorts), len(cfg.OrdersPorts))
+	groups := []struct {
+		name  string
+		ports []int
+		env   []string
+	}{
+		{"payments", cfg.PaymentsPorts, []string{
+			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
+			"PAYMENTS_API_KEYS=" + DemoCaller + ":" + DemoAPIKey + ",peer:" + peerKey,
+			"PAYMENTS_PEER_API_KEY=" + peerKey,
+			"BANK_URL=" + bankURL,
+		}},
+		{"orders", cfg.OrdersPorts, []string{
+			"ORDERS_DATABASE_URL=" + databaseURLs["orders"],
+			"ORDERS_API_KEYS=" + DemoCaller + ":" + DemoAPIKey,
+		}},
+	}
+	for _, g := range groups {
+		env := append(append([]string{"NATS_URL=" + nats.URL(), coordinators}, g.env...), common...)
+		var started []*proc.Process
+		var urls []string
+		for i, port := range g.ports {
+			prefix := strings.ToUpper(g.name)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			name := fmt.Sprintf("%s-%d", g.name, i+1)
+			p, err := s.startProcess(name, bins[g.name], append([]string{
+				prefix + "_ADDR=" + addr,
+				prefix + "_ADVERTISE_URL=http://" + addr,
+				"INSTANCE_ID=" + name,
+			}, env...))
+			if err != nil {
+				return err
+			}
+			started = append(started, p)
+			urls = append(urls, "http://"+addr)
+		}
+		for i, p := range started {
+			if err := proc.WaitReady(ctx, p, urls[i]+"/readyz"); err != nil {
+				return err
+			}
+			s.urls = append(s.urls, namedURL{p.Name, urls[i]})
+		}
+		if err := waitMembers(ctx, coordURLs[0], g.name, len(g.ports)); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// startProcess starts a service binary; at shutdown it gets SIGTERM and
+// stopGrace to drain. Its pid is written to the state dir while it runs.
+func (s *stack) startProcess(name, bin string, env []string) (*proc.Process, error) {
+	p, err := proc.Start(name, bin, env, s.out)
+	if err != nil {
+		return nil, err
+	}
+	s.procs = append(s.procs, p)
+	pidFile := filepath.Join(s.stateDir, name+".pid")
+	s.onStop(func() error {
+		err := p.Stop(stopGrace)
+		_ = os.Remove(pidFile)
+		if err != nil && !exitedOnSignal(err) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", p.Pid()), 0o644); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// exitedOnSignal reports whether err is only the news that the process
+// ended because of a signal (SIGTERM from us, or a SIGKILL someone sent
+// while trying docs/failure-scenarios.md), which is no failure of the stack.
+func exitedOnSignal(err error) bool {
+	var exit interface{ ExitCode() int }
+	return errors.As(err, &exit) && exit.ExitCode() == -1
+}
+
+func (s *stack) startCoordinators(ctx context.Context, cfg config, bin string, common []string) ([]string, error) {
+	var peers, urls []string
+	for i := range 3 {
+		url := fmt.Sprintf("http://127.0.0.1:%d", cfg.CoordinatorPorts[i])
+		urls = append(urls, url)
+		peers = append(peers, fmt.Sprintf("c%d=127.0.0.1:%d=%s", i+1, cfg.RaftPorts[i], url))
+	}
+	var started []*proc.Process
+	for i := range 3 {
+		id := fmt.Sprintf("c%d", i+1)
+		p, err := s.startProcess("coordinator-"+id, bin, append([]string{
+			"COORDINATOR_NODE_ID=" + id,
+			"COORDINATOR_PEERS=" + strings.Join(peers, ","),
+			fmt.Sprintf("COORDINATOR_RAFT_BIND=127.0.0.1:%d", cfg.RaftPorts[i]),
+			fmt.Sprintf("COORDINATOR_HTTP_ADDR=127.0.0.1:%d", cfg.CoordinatorPorts[i]),
+			"COORDINATOR_DATA_DIR=" + filepath.Join(s.tempDir, "raft-"+id),
+		}, common...))
+		if err != nil {
+			return nil, err
+		}
+		started = append(started, p)
+	}
+	for i, p := range started {
+		if err := proc.WaitReady(ctx, p, urls[i]+"/readyz"); err != nil {
+			return nil, err
+		}
+		s.urls = append(s.urls, namedURL{p.Name, urls[i]})
+	}
+	return urls, nil
+}
+
+func (s *stack) printReady(cfg config) {
+	var b strings.Builder
+	b.WriteString("devstack: ready\n")
+	pids := map[string]int{}
+	for _, p := range s.procs {
+		pids[p.Name] = p.Pid()
+	}
+	for _, u := range s.urls {
+		if pid, ok := pids[u.name]; ok {
+			fmt.Fprintf(&b, "  %-22s %-48s pid %d\n", u.name, u.url, pid)
+		} else {
+			fmt.Fprintf(&b, "  %-22s %s\n", u.name, u.url)
+		}
+	}
+	fmt.Fprintf(&b, "  %-22s %s\n", "traces", s.trace.describe())
+	if s.jaegerPid != 0 {
+		fmt.Fprintf(&b, "  %-22s pid %d\n", "jaeger", s.jaegerPid)
+	}
+	fmt.Fprintf(&b, "  %-22s Authorization: Bearer %s (caller %q)\n", "API key", DemoAPIKey, DemoCaller)
+	fmt.Fprintf(&b, "  %-22s %s\n", "pid files", s.stateDir)
+	b.WriteString("devstack: press Ctrl-C to stop and remove everything\n")
+	_, _ = io.WriteString(s.out, b.String())
+}
+
+func randomKey() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// syncWriter serialises writes from every process's log and the trace
+// printer, so a printed trace tree is never cut by a log line.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
