@@ -79,6 +79,16 @@ func Caller(ctx context.Context) (string, bool) {
 	return c, ok
 }
 
+// Scope is the idempotency scope of a request: its authenticated caller.
+// Pass it as idempotency.Options.Scope, behind Authenticate.
+func Scope(r *http.Request) (string, error) {
+	caller, ok := Caller(r.Context())
+	if !ok {
+		return "", errs.E(errs.Unauthorized, "no authenticated caller")
+	}
+	return caller, nil
+}
+
 // WithCaller returns ctx carrying caller, for tests and internal callers.
 func WithCaller(ctx context.Context, caller string) context.Context {
 	return context.WithValue(ctx, callerKey{}, caller)

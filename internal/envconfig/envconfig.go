@@ -98,5 +98,8 @@ func (r *Reader) List(key string, def []string) []string {
 	return out
 }
 
+// Fail records an error found while interpreting the variables.
+func (r *Reader) Fail(err error) { r.errs = append(r.errs, err) }
+
 // Err returns every error recorded so far, joined, or nil.
 func (r *Reader) Err() error { return errors.Join(r.errs...) }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/payonce/payonce/internal/errs"
@@ -118,4 +119,19 @@ func jsonKind(goKind string) string {
 
 func tooLarge(limit int64) error {
 	return errs.Errorf(errs.TooLarge, "request body exceeds the limit of %d bytes", limit)
+}
+
+// PageQuery reads the list parameters every list endpoint takes: limit (a
+// positive integer; 0 when absent, for the service's default) and cursor.
+func PageQuery(r *http.Request) (limit int, cursor string, err error) {
+	q := r.URL.Query()
+	if s := q.Get("limit"); s != "" {
+		n, convErr := strconv.Atoi(s)
+		if convErr != nil || n < 1 {
+			return 0, "", errs.E(errs.Invalid, "limit must be a positive integer").
+				WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
+		}
+		limit = n
+	}
+	return limit, q.Get("cursor"), nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // InitialRecoveryPoint is the recovery point of a key no phase has
@@ -201,4 +202,23 @@ func (k *Key) Release(ctx context.Context) error {
 		return fmt.Errorf("unlock key: %w", err)
 	}
 	return nil
+}
+
+// Tx runs fn in one transaction on pool. When ctx carries a Key (the
+// request came through the middleware), the transaction is the key's next
+// Phase, ending at point: the service's writes and the key's progress then
+// commit together, and a holder that lost its key cannot commit anything.
+// Without a Key (a message consumer, a background worker) it is a plain
+// transaction. A store calls it for every write so it works the same
+// behind the API and behind a queue.
+func Tx(ctx context.Context, pool *pgxpool.Pool, point string, fn func(pgx.Tx) error) error {
+	if key := FromContext(ctx); key != nil {
+		return key.Phase(ctx, func(tx pgx.Tx) (string, error) {
+			if err := fn(tx); err != nil {
+				return "", err
+			}
+			return point, nil
+		})
+	}
+	return pgx.BeginFunc(ctx, pool, fn)
 }

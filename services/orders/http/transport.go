@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/go-kit/kit/endpoint"
 	kithttp "github.com/go-kit/kit/transport/http"
@@ -80,15 +79,6 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, par
 	return keys.Authenticate(mux)
 }
 
-// CallerScope is the idempotency scope of a request: its authenticated caller.
-func CallerScope(r *http.Request) (string, error) {
-	caller, ok := apikey.Caller(r.Context())
-	if !ok {
-		return "", errs.E(errs.Unauthorized, "no authenticated caller")
-	}
-	return caller, nil
-}
-
 func customerInBody(_ *http.Request, body []byte) (string, bool) {
 	var b struct {
 		CustomerID string `json:"customer_id"`
@@ -129,14 +119,6 @@ func decodeID(_ context.Context, r *http.Request) (any, error) {
 }
 
 func decodeCustomerOrders(_ context.Context, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	req := customerOrdersRequest{customerID: r.PathValue("id"), page: orders.Page{Cursor: q.Get("cursor")}}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return nil, errs.E(errs.Invalid, "limit must be a positive integer").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
-		}
-		req.page.Limit = n
-	}
-	return req, nil
+	limit, cursor, err := httpkit.PageQuery(r)
+	return customerOrdersRequest{customerID: r.PathValue("id"), page: orders.Page{Limit: limit, Cursor: cursor}}, err
 }

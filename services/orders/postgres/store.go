@@ -43,20 +43,6 @@ func NewStore(pool *pgxpool.Pool, prop propagation.TextMapPropagator) *Store {
 	return &Store{pool: pool, propagator: prop, OnOutboxWrite: func() {}}
 }
 
-// inTx runs fn in one transaction; inside an idempotent request it is the
-// key's phase, so the order and the key's progress commit together.
-func (s *Store) inTx(ctx context.Context, point string, fn func(pgx.Tx) error) error {
-	if key := idempotency.FromContext(ctx); key != nil {
-		return key.Phase(ctx, func(tx pgx.Tx) (string, error) {
-			if err := fn(tx); err != nil {
-				return "", err
-			}
-			return point, nil
-		})
-	}
-	return pgx.BeginFunc(ctx, s.pool, fn)
-}
-
 const orderColumns = `id::text, caller, customer_id, currency, lines, total, status, card,
 	coalesce(payment_id, ''), coalesce(failure_reason, ''), created_at, updated_at`
 
@@ -84,7 +70,7 @@ func scanOrder(row pgx.Row) (orders.Order, error) {
 func (s *Store) CreateOrder(ctx context.Context, o orders.Order, ev events.OrderCreatedEvent) (orders.Order, error) {
 	var stored orders.Order
 	wrote := false
-	err := s.inTx(ctx, "order_created", func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, "order_created", func(tx pgx.Tx) error {
 		lines, err := json.Marshal(o.Lines)
 		if err != nil {
 			return err
@@ -157,7 +143,7 @@ func (s *Store) Transition(ctx context.Context, id string, from, to orders.Statu
 	}
 	var o orders.Order
 	moved := false
-	err := s.inTx(ctx, "order_"+string(to), func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, "order_"+string(to), func(tx pgx.Tx) error {
 		var err error
 		o, err = scanOrder(tx.QueryRow(ctx, `UPDATE orders SET status = $3, payment_id = nullif($4, ''), failure_reason = nullif($5, ''), updated_at = now()
 			WHERE id = $1 AND status = $2 RETURNING `+orderColumns, id, string(from), string(to), paymentID, reason))

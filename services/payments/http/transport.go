@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	kithttp "github.com/go-kit/kit/transport/http"
 
@@ -21,7 +20,7 @@ import (
 )
 
 // NewHandler routes the payments API. keys authenticates callers; idem
-// makes the POST routes idempotent and must scope keys by CallerScope.
+// makes the POST routes idempotent and must scope keys by apikey.Scope.
 // internal, when not nil, serves the instance-to-instance routes.
 func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, internal http.Handler, logger *slog.Logger) http.Handler {
 	opts := httpkit.ServerOptions(logger)
@@ -37,16 +36,6 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, int
 		mux.Handle("POST "+PayOrderPath, internal)
 	}
 	return keys.Authenticate(mux)
-}
-
-// CallerScope is the idempotency scope of a request: its authenticated
-// caller. Pass it as idempotency.Options.Scope.
-func CallerScope(r *http.Request) (string, error) {
-	caller, ok := apikey.Caller(r.Context())
-	if !ok {
-		return "", errs.E(errs.Unauthorized, "no authenticated caller")
-	}
-	return caller, nil
 }
 
 func heldKey(ctx context.Context) (*idempotency.Key, error) {
@@ -104,14 +93,6 @@ func decodeID(_ context.Context, r *http.Request) (any, error) {
 }
 
 func decodeCustomerPayments(_ context.Context, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	req := customerPaymentsRequest{customerID: r.PathValue("id"), page: payments.Page{Cursor: q.Get("cursor")}}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return nil, errs.E(errs.Invalid, "limit must be a positive integer").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
-		}
-		req.page.Limit = n
-	}
-	return req, nil
+	limit, cursor, err := httpkit.PageQuery(r)
+	return customerPaymentsRequest{customerID: r.PathValue("id"), page: payments.Page{Limit: limit, Cursor: cursor}}, err
 }

@@ -55,22 +55,6 @@ func NewStore(pool *pgxpool.Pool, prop propagation.TextMapPropagator) *Store {
 	return &Store{pool: pool, propagator: prop, OnOutboxWrite: func() {}}
 }
 
-// inTx runs fn in one transaction. When ctx carries the request's
-// idempotency key, the transaction is the key's next phase, ending at
-// point: a request that lost its key (taken over after its lease ran out)
-// cannot commit anything.
-func (s *Store) inTx(ctx context.Context, point string, fn func(pgx.Tx) error) error {
-	if key := idempotency.FromContext(ctx); key != nil {
-		return key.Phase(ctx, func(tx pgx.Tx) (string, error) {
-			if err := fn(tx); err != nil {
-				return "", err
-			}
-			return point, nil
-		})
-	}
-	return pgx.BeginFunc(ctx, s.pool, fn)
-}
-
 func fence(ctx context.Context, tx pgx.Tx, f payments.Fence) error {
 	if err := lock.Fence(ctx, tx, f.Resource, f.Token); err != nil {
 		if errors.Is(err, lock.ErrStaleToken) {
@@ -104,7 +88,7 @@ func scanPayment(row pgx.Row) (payments.Payment, error) {
 func (s *Store) CreatePayment(ctx context.Context, p payments.Payment) (payments.Payment, bool, error) {
 	var stored payments.Payment
 	created := false
-	err := s.inTx(ctx, pointCreated, func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, pointCreated, func(tx pgx.Tx) error {
 		if p.SourceEventID != "" {
 			if _, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, message_id, subject) VALUES ($1, $2, $3)
 				ON CONFLICT DO NOTHING`, InboxConsumer, p.SourceEventID, events.OrderCreated); err != nil {
@@ -180,7 +164,7 @@ func (s *Store) CustomerPayments(ctx context.Context, customerID string, page pa
 // MarkAuthorizing implements payments.Store.
 func (s *Store) MarkAuthorizing(ctx context.Context, id string, f payments.Fence) (payments.Payment, error) {
 	var p payments.Payment
-	err := s.inTx(ctx, pointAuthorizing, func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, pointAuthorizing, func(tx pgx.Tx) error {
 		if err := fence(ctx, tx, f); err != nil {
 			return err
 		}
@@ -199,7 +183,7 @@ func (s *Store) MarkAuthorizing(ctx context.Context, id string, f payments.Fence
 func (s *Store) FinishPayment(ctx context.Context, id string, f payments.Fence, result payments.ChargeResult, ev events.PaymentOutcomeEvent) (payments.Payment, error) {
 	var p payments.Payment
 	wrote := false
-	err := s.inTx(ctx, pointSettled, func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, pointSettled, func(tx pgx.Tx) error {
 		if err := fence(ctx, tx, f); err != nil {
 			return err
 		}
@@ -270,7 +254,7 @@ func scanRefund(row pgx.Row) (payments.Refund, error) {
 // the captured amount, so two concurrent refunds cannot both overdraw it.
 func (s *Store) ReserveRefund(ctx context.Context, r payments.Refund, f payments.Fence) (payments.Refund, error) {
 	var stored payments.Refund
-	err := s.inTx(ctx, pointRefund, func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, pointRefund, func(tx pgx.Tx) error {
 		if err := fence(ctx, tx, f); err != nil {
 			return err
 		}
@@ -301,7 +285,7 @@ func (s *Store) ReserveRefund(ctx context.Context, r payments.Refund, f payments
 // FinishRefund implements payments.Store.
 func (s *Store) FinishRefund(ctx context.Context, id string, f payments.Fence, result payments.RefundResult) (payments.Refund, error) {
 	var r payments.Refund
-	err := s.inTx(ctx, pointRefunded, func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, pointRefunded, func(tx pgx.Tx) error {
 		if err := fence(ctx, tx, f); err != nil {
 			return err
 		}
