@@ -5,7 +5,7 @@ PKGS     := ./...
 # their dependencies out of the main go.mod; lint still compiles them.
 NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod))
 
-.PHONY: test lint fmt vet test-only dev fuzz bench-ring clean
+.PHONY: test lint fmt vet test-only dev fuzz bench demo clean
 
 ## test: lint, then every test (unit, store, integration) under the race detector
 test: lint test-only
@@ -30,10 +30,28 @@ fmt:
 dev:
 	$(GO) run ./cmd/devstack
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
+## fuzz: run each fuzz target for FUZZTIME (default 30s); their seed corpora also run in `make test`
 FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./internal/httpkit:FuzzDecodeJSON \
+	./internal/cursor:FuzzDecode \
+	./pkg/ring:FuzzRing ./pkg/ring:FuzzDecode \
+	./pkg/idempotency:FuzzRequest \
+	./services/payments/http:FuzzDecodePaymentBody ./services/payments/http:FuzzDecodeRefundBody \
+	./services/orders/http:FuzzDecodeOrderBody ./services/orders/http:FuzzCustomerInBody
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/httpkit
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg)"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+## bench: the comparison and load programs (each prints a table; see docs/)
+bench:
+	cd bench/ring && $(GO) run .
+	$(GO) run ./bench/idempotency
+	$(GO) run ./bench/payments
+
+## demo: drive the main scenarios against a running stack (make dev in another terminal)
+demo:
+	$(GO) run ./cmd/payonce-cli demo
 
 clean:
 	rm -rf bin .cache
