@@ -73,9 +73,16 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // NewClient returns a client for the coordinator nodes at endpoints (HTTP
 // base URLs); any node will do, the client follows the leader.
 func NewClient(endpoints []string, opts ...Option) *Client {
+	// net/http keeps only 2 idle connections per host by default: with more
+	// concurrent callers every extra request dials a new TCP connection and
+	// closes it afterwards, which cost more CPU than the lock itself at 64
+	// callers. Callers of one coordinator talk to one leader, so keep many.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 256
 	c := &Client{
 		endpoints: append([]string(nil), endpoints...),
-		http:      &http.Client{Timeout: 10 * time.Second},
+		http:      &http.Client{Timeout: 10 * time.Second, Transport: tr},
 		margin: func(ttl time.Duration) time.Duration {
 			return max(ttl/10, 20*time.Millisecond)
 		},
@@ -126,9 +133,13 @@ func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, op
 	}
 	span.SetAttributes(attribute.Int64("lock.token", int64(lb.Token)))
 	l := newLease(c, name, lb.LeaseID, lb.Token, ttl, sentAt.Add(ttl-c.margin(ttl)))
-	if o.wait > 0 {
-		// A queued grant happened some time after sentAt; one keepalive
-		// now gives the lease its full TTL from a known send time.
+	if time.Since(sentAt) >= ttl/3 {
+		// The grant came late (it queued, or the call was retried): the
+		// deadline counted from sentAt is still safe, since the server's is
+		// later, but it may come before the first background keepalive at
+		// ttl/3. One keepalive now restores the full TTL from a known send
+		// time. A prompt grant needs none: that would be a third log write
+		// per acquire+release for nothing.
 		if err := l.keepAlive(ctx); err != nil {
 			l.lose(err)
 			return nil, fmt.Errorf("acquire %s: %w", name, err)

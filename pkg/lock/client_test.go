@@ -178,3 +178,56 @@ func TestStaleHolderIsFencedOff(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLateGrantGetsItsFullTTL: an acquire that queued for more than a third
+// of its TTL is kept alive once before Acquire returns, so the holder gets
+// a full TTL from the grant instead of what is left of one counted from the
+// request (a prompt grant skips that keepalive; the background one at ttl/3
+// comes in time).
+func TestLateGrantGetsItsFullTTL(t *testing.T) {
+	c := coordinatortest.Start(t, 3)
+	ctx := context.Background()
+	cl := lock.NewClient(c.URLs())
+	const ttl = 600 * time.Millisecond
+	holder, err := cl.Acquire(ctx, "late", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(holder.Deadline()); d < 8*time.Second {
+		t.Fatalf("a prompt grant's deadline is %v away, want about the TTL", d)
+	}
+	type res struct {
+		l   *lock.Lease
+		err error
+	}
+	got := make(chan res, 1)
+	asked := time.Now()
+	go func() {
+		l, err := cl.Acquire(ctx, "late", ttl, lock.Wait(10*time.Second))
+		got <- res{l, err}
+	}()
+	// Release once the waiter is queued and has waited more than ttl/3.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l, err := c.Node(c.WaitLeader(5 * time.Second)).Machine().Lock("late")
+		if err == nil && l.Waiters == 1 && time.Since(asked) > ttl/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second acquire never queued")
+		}
+		<-time.After(5 * time.Millisecond) // polling interval of a bounded wait
+	}
+	if err := holder.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("queued acquire: %v", r.err)
+	}
+	defer r.l.Release(ctx)
+	// Without the keepalive the deadline would be asked+ttl-margin, which
+	// is already close or past; with it, at least ttl-margin from the grant.
+	if !r.l.Deadline().After(asked.Add(ttl)) {
+		t.Fatalf("late grant's deadline %v after asking, want beyond the TTL %v", r.l.Deadline().Sub(asked), ttl)
+	}
+}

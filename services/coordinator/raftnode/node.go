@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -146,7 +147,14 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync})
+	// The freelist is not written at every commit (etcd's default too): a
+	// commit then writes fewer pages, and bbolt rebuilds the freelist by
+	// scanning when it opens the file. The log entries and the meta page
+	// are still fsynced before StoreLogs returns, so durability is the same.
+	boltOpts := *bbolt.DefaultOptions
+	boltOpts.NoFreelistSync = true
+	boltOpts.FreelistType = bbolt.FreelistMapType
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync, BoltOptions: &boltOpts})
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: open log store: %w", err)
 	}
