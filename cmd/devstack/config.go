@@ -14,27 +14,28 @@ import (
 )
 
 // DemoCaller and DemoAPIKey are the API caller the README's curl commands
-// use. The key is public on purpose: the dev stack listens on loopback
-// only and holds throwaway data.
+// use, the same as deploy/docker-compose.yml's. The key is public on
+// purpose: the stack listens on loopback only and holds throwaway data.
 const (
 	DemoCaller = "demo"
-	DemoAPIKey = "demo-key-0123456789abcdef"
+	DemoAPIKey = "payonce-demo-key-1"
 )
 
 // config is the dev stack's whole configuration, read from the
 // environment in this one place. The defaults are fixed loopback ports, so
 // the README's curl commands work as written; a port of 0 picks a free one
-// (tests use that). The table in README.md mirrors it.
+// (tests use that). The ports are deploy/docker-compose.yml's, so one set
+// of curl commands works against both. The table in README.md mirrors it.
 type config struct {
 	// DEVSTACK_POSTGRES_PORT (55432) and DEVSTACK_NATS_PORT (4222).
 	PostgresPort, NATSPort int
-	// DEVSTACK_COORDINATOR_PORTS (7001,7002,7003): the coordinators' HTTP
+	// DEVSTACK_COORDINATOR_PORTS (8101,8102,8103): the coordinators' HTTP
 	// APIs; DEVSTACK_RAFT_PORTS (7101,7102,7103): their Raft transports.
 	CoordinatorPorts, RaftPorts []int
 	// DEVSTACK_BANK_PORT (8099): the simulated bank.
 	BankPort int
-	// DEVSTACK_PAYMENTS_PORTS (8091,8092) and DEVSTACK_ORDERS_PORTS
-	// (8081,8082): one instance per port.
+	// DEVSTACK_PAYMENTS_PORTS (8090,8091) and DEVSTACK_ORDERS_PORTS
+	// (8080,8081): one instance per port.
 	PaymentsPorts, OrdersPorts []int
 	// DEVSTACK_OTLP_PORT (4318): where every process sends its spans
 	// (OTLP/HTTP), to Jaeger or to the built-in sink.
@@ -87,10 +88,10 @@ func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
 		BinDir:           env.String("DEVSTACK_BIN_DIR", filepath.Join(moduleDir, ".cache", "bin")),
 		LogLevel:         env.String("DEVSTACK_LOG_LEVEL", "warn"),
 		StateDir:         env.String("DEVSTACK_STATE_DIR", filepath.Join(moduleDir, ".cache", "devstack")),
-		CoordinatorPorts: ports("DEVSTACK_COORDINATOR_PORTS", "7001,7002,7003"),
+		CoordinatorPorts: ports("DEVSTACK_COORDINATOR_PORTS", "8101,8102,8103"),
 		RaftPorts:        ports("DEVSTACK_RAFT_PORTS", "7101,7102,7103"),
-		PaymentsPorts:    ports("DEVSTACK_PAYMENTS_PORTS", "8091,8092"),
-		OrdersPorts:      ports("DEVSTACK_ORDERS_PORTS", "8081,8082"),
+		PaymentsPorts:    ports("DEVSTACK_PAYMENTS_PORTS", "8090,8091"),
+		OrdersPorts:      ports("DEVSTACK_ORDERS_PORTS", "8080,8081"),
 	}
 	if err := errors.Join(append([]error{env.Err()}, badPorts...)...); err != nil {
 		return cfg, err

@@ -162,8 +162,8 @@ func TestConfigRejectsBadPorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.OrdersPorts[0] != 8081 || cfg.PaymentsPorts[1] != 8092 || cfg.BankPort != 8099 || cfg.OTLPPort != 4318 ||
-		cfg.CoordinatorPorts[2] != 7003 || cfg.RaftPorts[0] != 7101 || cfg.PostgresPort != 55432 || cfg.NATSPort != 4222 {
+	if cfg.OrdersPorts[0] != 8080 || cfg.PaymentsPorts[1] != 8091 || cfg.BankPort != 8099 || cfg.OTLPPort != 4318 ||
+		cfg.CoordinatorPorts[2] != 8103 || cfg.RaftPorts[0] != 7101 || cfg.PostgresPort != 55432 || cfg.NATSPort != 4222 {
 		t.Errorf("defaults changed (the README's port table and curl commands depend on them): %+v", cfg)
 	}
 }
