@@ -50,10 +50,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs := flag.NewFlagSet("payonce-cli", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	c := &cli{out: stdout, http: &http.Client{Timeout: 30 * time.Second}, run: fmt.Sprintf("%x", time.Now().UnixNano())}
-	fs.StringVar(&c.orders, "orders", def("PAYONCE_ORDERS_URL", "http://127.0.0.1:8081"), "orders base URL")
-	fs.StringVar(&c.payments, "payments", def("PAYONCE_PAYMENTS_URL", "http://127.0.0.1:8091"), "payments base URL")
+	fs.StringVar(&c.orders, "orders", def("PAYONCE_ORDERS_URL", "http://127.0.0.1:8080"), "orders base URL")
+	fs.StringVar(&c.payments, "payments", def("PAYONCE_PAYMENTS_URL", "http://127.0.0.1:8090"), "payments base URL")
 	fs.StringVar(&c.bank, "bank", def("PAYONCE_BANK_URL", "http://127.0.0.1:8099"), "bank simulator base URL")
-	fs.StringVar(&c.key, "key", def("PAYONCE_API_KEY", "demo-shop-key-0123456789"), "API key")
+	fs.StringVar(&c.key, "key", def("PAYONCE_API_KEY", "payonce-demo-key-1"), "API key")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package httpkit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -115,8 +116,12 @@ type ErrorHandler struct {
 	Logger *slog.Logger
 }
 
-// Handle logs err if it is the server's fault.
+// Handle logs err if it is the server's fault. A request whose client went
+// away (a closed long poll, a timed-out caller) is not a fault.
 func (h ErrorHandler) Handle(ctx context.Context, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
 	switch errs.KindOf(err) {
 	case errs.Internal, errs.Unavailable:
 		h.Logger.ErrorContext(ctx, "request failed", "kind", errs.KindOf(err).String(), "err", err)

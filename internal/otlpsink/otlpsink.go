@@ -29,15 +29,28 @@ type Span struct {
 	Error                     bool
 }
 
+// MaxSpans bounds the spans a Sink keeps: past it, whole traces are
+// dropped, oldest first, so a dev stack left running for days (the
+// coordinator's heartbeats alone make spans every second) stays small.
+const MaxSpans = 200_000
+
 // Sink receives OTLP/HTTP protobuf exports on POST /v1/traces.
 type Sink struct {
 	mu     sync.Mutex
-	spans  []Span
+	traces map[string][]Span
+	order  []string // trace ids, oldest first
+	count  int
+	max    int
 	notify chan struct{}
 }
 
-// New returns an empty sink.
-func New() *Sink { return &Sink{notify: make(chan struct{}, 1)} }
+// New returns an empty sink that keeps at most MaxSpans spans.
+func New() *Sink { return NewWithLimit(MaxSpans) }
+
+// NewWithLimit returns an empty sink that keeps at most max spans.
+func NewWithLimit(max int) *Sink {
+	return &Sink{traces: map[string][]Span{}, max: max, notify: make(chan struct{}, 1)}
+}
 
 // ServeHTTP implements the OTLP/HTTP traces endpoint (protobuf encoding).
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +103,19 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Lock()
-	s.spans = append(s.spans, got...)
+	for _, sp := range got {
+		if _, seen := s.traces[sp.TraceID]; !seen {
+			s.order = append(s.order, sp.TraceID)
+		}
+		s.traces[sp.TraceID] = append(s.traces[sp.TraceID], sp)
+		s.count++
+	}
+	for s.count > s.max && len(s.order) > 1 {
+		oldest := s.order[0]
+		s.order = s.order[1:]
+		s.count -= len(s.traces[oldest])
+		delete(s.traces, oldest)
+	}
 	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
@@ -101,21 +126,22 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// Spans returns every span received so far.
+// Spans returns every span the sink keeps, trace by trace, oldest first.
 func (s *Sink) Spans() []Span {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Span(nil), s.spans...)
+	out := make([]Span, 0, s.count)
+	for _, id := range s.order {
+		out = append(out, s.traces[id]...)
+	}
+	return out
 }
 
 // Trace returns the spans of one trace, ordered by start time.
 func (s *Sink) Trace(traceID string) []Span {
-	var out []Span
-	for _, sp := range s.Spans() {
-		if sp.TraceID == traceID {
-			out = append(out, sp)
-		}
-	}
+	s.mu.Lock()
+	out := append([]Span(nil), s.traces[traceID]...)
+	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
 }

@@ -60,8 +60,10 @@ func Start(name, bin string, env []string, log io.Writer) (*Process, error) {
 		w = io.MultiWriter(p.out, &prefixWriter{prefix: name + " | ", w: log})
 	}
 	cmd.Stdout, cmd.Stderr = w, w
-	// The child dies with us, so an aborted test run leaves nothing behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The child dies with us, so an aborted run leaves nothing behind; and it
+	// has its own process group, so a Ctrl-C in the terminal reaches only
+	// the parent, which then stops its children in order (Stop).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
