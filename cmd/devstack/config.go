@@ -50,6 +50,10 @@ type config struct {
 	// DEVSTACK_TRACE_QUIET (1s): a trace counts as finished, and is
 	// printed, once no span of it arrived for this long.
 	TraceQuiet time.Duration
+	// DEVSTACK_TRACE_DIR (empty: off): with the built-in sink, also write
+	// each finished trace to <dir>/<trace id>.json (the dump format
+	// cmd/tracesvg reads), so a trace can be rendered after the stack stopped.
+	TraceDir string
 	// DEVSTACK_BIN_DIR (.cache/bin in the module): where the service
 	// binaries are built.
 	BinDir string
@@ -85,6 +89,7 @@ func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
 		Traces:           env.String("DEVSTACK_TRACES", "auto"),
 		JaegerBin:        env.String("JAEGER_BIN", ""),
 		TraceQuiet:       env.Duration("DEVSTACK_TRACE_QUIET", time.Second),
+		TraceDir:         env.String("DEVSTACK_TRACE_DIR", ""),
 		BinDir:           env.String("DEVSTACK_BIN_DIR", filepath.Join(moduleDir, ".cache", "bin")),
 		LogLevel:         env.String("DEVSTACK_LOG_LEVEL", "warn"),
 		StateDir:         env.String("DEVSTACK_STATE_DIR", filepath.Join(moduleDir, ".cache", "devstack")),

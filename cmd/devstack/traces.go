@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -59,7 +61,7 @@ func (s *stack) startTraces(ctx context.Context, cfg config) (string, error) {
 	printed := make(chan struct{})
 	go func() {
 		defer close(printed)
-		printFinishedTraces(printerCtx, sink, cfg.TraceQuiet, s.out)
+		printFinishedTraces(printerCtx, sink, cfg.TraceQuiet, cfg.TraceDir, s.out)
 	}()
 	// Registered before the services start, so it runs after they stopped
 	// and flushed their last spans.
@@ -140,8 +142,9 @@ func (s *stack) startJaeger(ctx context.Context, cfg config, bin string) error {
 
 // printFinishedTraces prints each trace as a tree once no span of it has
 // arrived for quiet. A trace that grows after it was printed (a late
-// hop, such as a retried charge) is printed again, whole.
-func printFinishedTraces(ctx context.Context, sink *otlpsink.Sink, quiet time.Duration, out io.Writer) {
+// hop, such as a retried charge) is printed again, whole. When dir is set,
+// each printed trace is also written there as JSON (see writeTraceDump).
+func printFinishedTraces(ctx context.Context, sink *otlpsink.Sink, quiet time.Duration, dir string, out io.Writer) {
 	type progress struct {
 		spans   int       // spans received so far
 		grew    time.Time // when the count last changed
@@ -175,6 +178,11 @@ func printFinishedTraces(ctx context.Context, sink *otlpsink.Sink, quiet time.Du
 			spans := byTrace[id]
 			sort.Slice(spans, func(i, j int) bool { return spans[i].Start.Before(spans[j].Start) })
 			_, _ = io.WriteString(out, renderTrace(id, spans, traces[id].printed > 0))
+			if dir != "" {
+				if err := writeTraceDump(dir, id, spans); err != nil {
+					fmt.Fprintf(out, "devstack: trace dump: %v\n", err)
+				}
+			}
 			traces[id].printed = len(spans)
 		}
 	}
@@ -187,6 +195,50 @@ func printFinishedTraces(ctx context.Context, sink *otlpsink.Sink, quiet time.Du
 			flush(false)
 		}
 	}
+}
+
+// traceDump is the JSON file DEVSTACK_TRACE_DIR receives per trace, and one
+// of the two formats cmd/tracesvg renders (the other is Jaeger's
+// /api/traces/{id} answer). Times are RFC 3339 with nanoseconds.
+type traceDump struct {
+	TraceID string          `json:"trace_id"`
+	Spans   []traceDumpSpan `json:"spans"`
+}
+
+type traceDumpSpan struct {
+	SpanID     string            `json:"span_id"`
+	ParentID   string            `json:"parent_id,omitempty"`
+	Service    string            `json:"service"`
+	Name       string            `json:"name"`
+	Start      time.Time         `json:"start"`
+	End        time.Time         `json:"end"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Error      bool              `json:"error,omitempty"`
+}
+
+// writeTraceDump writes spans (one trace) to dir/<id>.json, replacing an
+// earlier dump of the same trace when it grew. It writes a temporary file
+// and renames it, so a reader never sees half a trace.
+func writeTraceDump(dir, id string, spans []otlpsink.Span) error {
+	d := traceDump{TraceID: id}
+	for _, sp := range spans {
+		d.Spans = append(d.Spans, traceDumpSpan{
+			SpanID: sp.SpanID, ParentID: sp.ParentID, Service: sp.Service, Name: sp.Name,
+			Start: sp.Start, End: sp.End, Attributes: sp.Attributes, Error: sp.Error,
+		})
+	}
+	data, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode trace %s: %w", id, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+id+".json.tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, id+".json"))
 }
 
 // coordinatorOnly reports whether a trace is the coordinator's own
