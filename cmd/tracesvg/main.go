@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	out := fs.String("o", "", "write the SVG to this file (default: standard output)")
 	title := fs.String("title", "", "title above the waterfall (default: the trace id)")
 	traceID := fs.String("trace", "", "the trace to draw when a Jaeger answer holds several (default: the first)")
-	width := fs.Int("width", 1100, "picture width in pixels")
+	width := fs.Int("width", 1200, "picture width in pixels")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: tracesvg [flags] <file | - | http://jaeger:16686/api/traces/ID>")
 		fs.PrintDefaults()

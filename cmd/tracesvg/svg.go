@@ -12,7 +12,7 @@ import (
 // Layout of the picture, in SVG user units (pixels).
 const (
 	rowHeight   = 22
-	labelWidth  = 430 // span names, indented by depth
+	labelWidth  = 500 // service and span name, indented by depth
 	indentStep  = 12
 	durWidth    = 80 // the duration column after the timeline
 	headerLines = 2  // title, then the time axis
