@@ -11,11 +11,13 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -80,13 +82,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			for _, sp := range ss.GetSpans() {
 				attrs := map[string]string{}
 				for _, kv := range sp.GetAttributes() {
-					v := kv.GetValue()
-					switch {
-					case v.GetStringValue() != "":
-						attrs[kv.GetKey()] = v.GetStringValue()
-					default:
-						attrs[kv.GetKey()] = strings.TrimSpace(fmt.Sprint(v.GetValue()))
-					}
+					attrs[kv.GetKey()] = valueString(kv.GetValue())
 				}
 				got = append(got, Span{
 					TraceID:    hex.EncodeToString(sp.GetTraceId()),
@@ -124,6 +120,25 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
 	_, _ = w.Write(out)
+}
+
+// valueString renders an attribute value as its plain text: 201, true,
+// 0.5 or the string itself.
+func valueString(v *commonpb.AnyValue) string {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return strconv.FormatInt(x.IntValue, 10)
+	case *commonpb.AnyValue_BoolValue:
+		return strconv.FormatBool(x.BoolValue)
+	case *commonpb.AnyValue_DoubleValue:
+		return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
+	case nil:
+		return ""
+	default:
+		return strings.TrimSpace(fmt.Sprint(x))
+	}
 }
 
 // Spans returns every span the sink keeps, trace by trace, oldest first.

@@ -30,6 +30,7 @@ func TestSinkReceivesRealExports(t *testing.T) {
 	tracer := tp.Tracer("test")
 	root, rootSpan := tracer.Start(ctx, "POST /v1/orders")
 	_, child := tracer.Start(root, "SQL INSERT")
+	child.SetAttributes(attribute.Int("http.response.status_code", 201), attribute.Bool("inbox.applied", true))
 	child.End()
 	rootSpan.End()
 	if err := tp.Shutdown(ctx); err != nil {
@@ -41,6 +42,9 @@ func TestSinkReceivesRealExports(t *testing.T) {
 	}
 	if spans[1].ParentID != spans[0].SpanID {
 		t.Fatal("child lost its parent")
+	}
+	if a := spans[1].Attributes; a["http.response.status_code"] != "201" || a["inbox.applied"] != "true" {
+		t.Fatalf("attributes %v, want plain values", a)
 	}
 	tree := otlpsink.Tree(spans)
 	if !strings.Contains(tree, "POST /v1/orders") || !strings.Contains(tree, "\n  SQL INSERT") {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/services/coordinator"
 )
@@ -90,6 +92,10 @@ func (f *Forwarder) proxyFor(base string) (*httputil.ReverseProxy, error) {
 		return nil, err
 	}
 	p := httputil.NewSingleHostReverseProxy(u)
+	// A client span around the hop, whose context the leader continues, so
+	// the leader's work nests under this node's in the trace.
+	p.Transport = otelhttp.NewTransport(http.DefaultTransport,
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "forward to leader " + r.Method }))
 	p.ModifyResponse = func(resp *http.Response) error {
 		// Tell the client who leads so that its next call goes there
 		// directly instead of through this extra hop.
