@@ -60,8 +60,16 @@ keep() {
   return 1
 }
 
+# apt_lists: a fresh machine may have no package lists yet.
+apt_lists() {
+  compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null && return
+  log "apt-get update (no package lists yet)"
+  apt-get update -q >/dev/null
+}
+
 need_mmdebstrap() {
   command -v mmdebstrap >/dev/null 2>&1 && return
+  apt_lists
   log "installing mmdebstrap with apt"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mmdebstrap >/dev/null
 }
@@ -115,6 +123,7 @@ build_postgres() {
 # healthchecks call. Fetched with apt, cached.
 busybox() {
   [ -x "$BUILD/bin/busybox" ] && return
+  apt_lists
   log "fetching Debian's busybox-static with apt"
   local tmp
   tmp="$(mktemp -d)"
@@ -156,8 +165,13 @@ build_nats() {
 build_jaeger() {
   keep jaegertracing/jaeger:2.13.0 && return
   busybox
-  [ -x "$BUILD/bin/jaeger" ] || log "the Jaeger binary is not cached: a cold build takes about 10 minutes"
-  go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+  if [ -n "$jaeger_pid" ]; then
+    log "waiting for the Jaeger binary (log: $BUILD/jaeger-build.log)"
+    wait "$jaeger_pid" || { cat "$BUILD/jaeger-build.log" >&2; exit 1; }
+    jaeger_pid=
+  else
+    go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+  fi
   local ctx jaeger_src
   jaeger_src="$(cd deploy/tools/jaeger && go list -m -f '{{.Dir}}' github.com/jaegertracing/jaeger)"
   ctx="$(image_context jaeger "$BUILD/bin/jaeger" "$BUILD/bin/busybox" "$jaeger_src/cmd/jaeger/sampling-strategies.json")"
@@ -196,9 +210,20 @@ build_payonce() {
       -t "payonce/$t:local" -f deploy/Dockerfile "$ctx"
   done
   [ ${#stale[@]} -eq 0 ] || log "built   ${stale[*]/#/payonce/}"
+  rm -rf "$ctx"
 }
 
 command -v docker >/dev/null 2>&1 || { echo "local-images: docker is not installed" >&2; exit 1; }
+# The Jaeger binary is the long pole (about 10 minutes cold, all CPU) while
+# the Debian steps mostly wait on downloads, so it starts first, beside them.
+jaeger_pid=
+if wanted jaeger && { ! have_image jaegertracing/jaeger:2.13.0 || [ "$FORCE" = 1 ]; } &&
+  { [ ! -x "$BUILD/bin/jaeger" ] || [ "$FORCE" = 1 ]; }; then
+  log "building the Jaeger binary in the background (about 10 minutes cold)"
+  go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger >"$BUILD/jaeger-build.log" 2>&1 &
+  jaeger_pid=$!
+  trap '[ -z "$jaeger_pid" ] || kill "$jaeger_pid" 2>/dev/null || true' EXIT
+fi
 for step in debian golang postgres nats jaeger payonce; do
   wanted "$step" && "build_$step"
 done
