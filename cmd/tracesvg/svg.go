@@ -107,7 +107,7 @@ func renderSVG(w io.Writer, t trace, title string, width int) error {
 			fill = "#c62828"
 			name += " (error)"
 		}
-		p(`<text x="%d" y="%d" fill="%s"><tspan fill="#777777">%s </tspan>%s</text>`+"\n", lx+8, y+15, fill, esc(r.Service), esc(name))
+		p(`<text x="%d" y="%d" fill="%s"><tspan fill="#777777">%s</tspan><tspan dx="6">%s</tspan></text>`+"\n", lx+8, y+15, fill, esc(r.Service), esc(name))
 		bx, bw := x(r.Start), x(r.End)-x(r.Start)
 		if bw < 1 {
 			bw = 1
