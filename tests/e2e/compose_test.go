@@ -215,20 +215,30 @@ func (r response) decode(t *testing.T, v any) {
 
 var client = &http.Client{Timeout: 10 * time.Second}
 
-// call sends one request; a transport error fails the test.
+// call sends one request; a transport error fails the test. Use it on the
+// test's goroutine only; load generators use send.
 func call(t *testing.T, method, url, apiKey, idempotencyKey string, body any, header map[string]string) response {
 	t.Helper()
+	r, err := send(method, url, apiKey, idempotencyKey, body, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// send sends one request and returns a transport error instead of failing.
+func send(method, url, apiKey, idempotencyKey string, body any, header map[string]string) (response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			t.Fatal(err)
+			return response{}, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -244,14 +254,14 @@ func call(t *testing.T, method, url, apiKey, idempotencyKey string, body any, he
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, url, err)
+		return response{}, fmt.Errorf("%s %s: read body: %w", method, url, err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // eventually polls cond until it holds, failing the test with cond's last
