@@ -196,18 +196,32 @@ build_payonce() {
   go mod vendor -o "$ctx/vendor"
   hash="$(cd "$ctx" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
   local t stale=()
+  # The source hash is kept as a second tag (payonce/<t>:src-<hash>).
   for t in "${targets[@]}"; do
-    if [ "$FORCE" = 0 ] &&
-      [ "$(docker image inspect -f '{{index .Config.Labels "payonce.source"}}' "payonce/$t:local" 2>/dev/null)" = "$hash" ]; then
+    if [ "$FORCE" = 0 ] && have_image "payonce/$t:src-$hash" && have_image "payonce/$t:local"; then
       log "kept    payonce/$t:local (source unchanged: $hash)"
     else
       stale+=("$t")
     fi
   done
+  if [ ${#stale[@]} -gt 0 ]; then
+    # The classic builder does not reuse the build stage from one --target
+    # build to the next (each re-ran the whole compile, about 75 s here), so
+    # the build stage of deploy/Dockerfile is built once, and each service
+    # stage, taken unchanged from deploy/Dockerfile, copies from it.
+    log "building the build stage (deploy/Dockerfile, target build, source $hash)"
+    docker_build --network none --target build -t "payonce/build:local" -f deploy/Dockerfile "$ctx"
+    local stages="$BUILD/Dockerfile.stages" empty="$BUILD/empty-context"
+    { echo "FROM payonce/build:local AS build"; sed -n '/^FROM scratch AS base/,$p' deploy/Dockerfile; } >"$stages"
+    mkdir -p "$empty"
+  fi
   for t in "${stale[@]}"; do
-    log "building payonce/$t:local (deploy/Dockerfile, target $t, source $hash)"
-    docker_build --network none --target "$t" --label "payonce.source=$hash" \
-      -t "payonce/$t:local" -f deploy/Dockerfile "$ctx"
+    log "building payonce/$t:local (stage $t of deploy/Dockerfile)"
+    docker_build --network none --target "$t" \
+      -t "payonce/$t:local" -t "payonce/$t:src-$hash" -f "$stages" "$empty"
+    # Forget the tags of older sources, so they do not pile up.
+    docker images --format '{{.Repository}}:{{.Tag}}' "payonce/$t" | grep ':src-' | grep -v ":src-$hash\$" |
+      xargs -r docker rmi >/dev/null 2>&1 || true
   done
   [ ${#stale[@]} -eq 0 ] || log "built   ${stale[*]/#/payonce/}"
   rm -rf "$ctx"
