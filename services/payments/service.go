@@ -53,33 +53,13 @@ func NewService(store Store, locker Locker, bank Bank, cfg Config, tracer trace.
 const OrdersCaller = "orders"
 
 func (s *service) CreatePayment(ctx context.Context, caller string, req CreatePaymentRequest) (Payment, error) {
-	if err := validateCreate(req); err != nil {
-		return Payment{}, err
-	}
-	p, _, err := s.store.CreatePayment(ctx, Payment{
-		ID:         req.ID,
-		Caller:     caller,
-		CustomerID: req.CustomerID,
-		Amount:     req.Amount,
-		Currency:   req.Currency,
-		Card:       req.Card,
-		CardLast4:  req.Card[len(req.Card)-4:],
-		Status:     Pending,
-		BankKey:    bankKey("payment", req.ID),
-	})
-	if err != nil {
-		return Payment{}, err
-	}
-	if p.Amount != req.Amount || p.Currency != req.Currency || p.CustomerID != req.CustomerID {
-		// Only possible if two intents hash to one id; refuse rather than
-		// answer one intent with another's payment.
-		return Payment{}, errs.E(errs.Conflict, "a different payment already exists for this intent")
-	}
-	failpoint.Hit(FailAfterCreate)
-	return s.settle(ctx, p)
+	return s.pay(ctx, req, Payment{Caller: caller})
 }
 
 func (s *service) PayOrder(ctx context.Context, ev events.OrderCreatedEvent) (Payment, error) {
+	if ev.OrderID == "" {
+		return Payment{}, errs.E(errs.Invalid, "orders.created event without order_id")
+	}
 	req := CreatePaymentRequest{
 		ID:         PaymentIDForOrder(ev.OrderID),
 		CustomerID: ev.CustomerID,
@@ -87,28 +67,34 @@ func (s *service) PayOrder(ctx context.Context, ev events.OrderCreatedEvent) (Pa
 		Currency:   ev.Currency,
 		Card:       ev.Card,
 	}
-	if ev.OrderID == "" {
-		return Payment{}, errs.E(errs.Invalid, "orders.created event without order_id")
-	}
+	// The inbox row (SourceEventID) is written with the payment, in one
+	// transaction.
+	return s.pay(ctx, req, Payment{Caller: OrdersCaller, OrderID: ev.OrderID, SourceEventID: ev.EventID})
+}
+
+// pay records the intent req (with the origin fields of from: caller, order,
+// source event) unless it is recorded already, then settles it.
+func (s *service) pay(ctx context.Context, req CreatePaymentRequest, from Payment) (Payment, error) {
 	if err := validateCreate(req); err != nil {
 		return Payment{}, err
 	}
-	p, _, err := s.store.CreatePayment(ctx, Payment{
-		ID:         req.ID,
-		Caller:     OrdersCaller,
-		CustomerID: req.CustomerID,
-		OrderID:    ev.OrderID,
-		// The inbox row is written with the payment, in one transaction.
-		SourceEventID: ev.EventID,
-		Amount:        req.Amount,
-		Currency:      req.Currency,
-		Card:          req.Card,
-		CardLast4:     req.Card[len(req.Card)-4:],
-		Status:        Pending,
-		BankKey:       bankKey("payment", req.ID),
-	})
+	intent := from
+	intent.ID = req.ID
+	intent.CustomerID = req.CustomerID
+	intent.Amount = req.Amount
+	intent.Currency = req.Currency
+	intent.Card = req.Card
+	intent.CardLast4 = req.Card[len(req.Card)-4:]
+	intent.Status = Pending
+	intent.BankKey = bankKey("payment", req.ID)
+	p, _, err := s.store.CreatePayment(ctx, intent)
 	if err != nil {
 		return Payment{}, err
+	}
+	if p.Amount != req.Amount || p.Currency != req.Currency || p.CustomerID != req.CustomerID {
+		// Only possible if two intents hash to one id; refuse rather than
+		// answer one intent with another's payment.
+		return Payment{}, errs.E(errs.Conflict, "a different payment already exists for this intent")
 	}
 	failpoint.Hit(FailAfterCreate)
 	return s.settle(ctx, p)
