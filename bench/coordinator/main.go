@@ -6,7 +6,7 @@
 // (a lock per client) and contended (one lock for all), then how long each
 // cluster takes to grant locks again after its leader is killed.
 //
-// Run from this directory: go run . [-d 3s]
+// Run from this directory: go run . [-d 3s] [-store wal|bolt]
 package main
 
 import (
@@ -40,8 +40,9 @@ const ttl = 10 * time.Second
 
 func main() {
 	dur := flag.Duration("d", 3*time.Second, "duration of each measurement")
+	store := flag.String("store", raftnode.DefaultLogStore, "payonce's log store: wal or bolt")
 	flag.Parse()
-	if err := run(*dur); err != nil {
+	if err := run(*dur, *store); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -58,13 +59,13 @@ type system struct {
 	close      func()
 }
 
-func run(dur time.Duration) error {
+func run(dur time.Duration, store string) error {
 	base, err := os.MkdirTemp("", "coordbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(base)
-	ours, err := startOurs(filepath.Join(base, "payonce"))
+	ours, err := startOurs(filepath.Join(base, "payonce"), store)
 	if err != nil {
 		return fmt.Errorf("payonce cluster: %w", err)
 	}
@@ -223,7 +224,7 @@ func freeAddr() (string, error) {
 
 // startOurs starts three payonce coordinator nodes wired as cmd/coordinator
 // wires them, with its default Raft timing.
-func startOurs(dir string) (*system, error) {
+func startOurs(dir, store string) (*system, error) {
 	var peers []raftnode.Peer
 	var httpAddrs []string
 	for i := range 3 {
@@ -247,7 +248,7 @@ func startOurs(dir string) (*system, error) {
 	nodes := make([]*raftnode.Node, 3)
 	servers := make([]*http.Server, 3)
 	for i := range 3 {
-		n, err := raftnode.Open(raftnode.Config{ID: peers[i].ID, Bind: peers[i].Addr, DataDir: filepath.Join(dir, peers[i].ID), Peers: peers, LogOutput: io.Discard})
+		n, err := raftnode.Open(raftnode.Config{ID: peers[i].ID, Bind: peers[i].Addr, DataDir: filepath.Join(dir, peers[i].ID), LogStore: store, Peers: peers, LogOutput: io.Discard})
 		if err != nil {
 			return nil, err
 		}

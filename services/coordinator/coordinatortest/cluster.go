@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -20,6 +21,11 @@ import (
 	coordhttp "github.com/payonce/payonce/services/coordinator/http"
 	"github.com/payonce/payonce/services/coordinator/raftnode"
 )
+
+// LogStoreEnv names the environment variable that picks the nodes' log
+// store ("bolt" or "wal"; empty means raftnode.DefaultLogStore), so the
+// same tests run against either.
+const LogStoreEnv = "PAYONCE_TEST_LOG_STORE"
 
 // Cluster is a running test cluster.
 type Cluster struct {
@@ -99,7 +105,7 @@ func (c *Cluster) Restart(i int) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		node, err = raftnode.Open(raftnode.Config{
-			ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], Peers: c.peers,
+			ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: os.Getenv(LogStoreEnv), Peers: c.peers,
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 			TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,

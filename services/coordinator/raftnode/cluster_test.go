@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -124,6 +125,11 @@ func (p *faultyPipeline) AppendEntries(a *raft.AppendEntriesRequest, r *raft.App
 	return p.AppendPipeline.AppendEntries(a, r)
 }
 
+// testLogStore is the log store every test node uses: the default, or the
+// one PAYONCE_TEST_LOG_STORE names, so the whole suite runs against either
+// (PAYONCE_TEST_LOG_STORE=wal go test ./services/coordinator/...).
+var testLogStore = os.Getenv("PAYONCE_TEST_LOG_STORE")
+
 // cluster is three real Raft nodes over loopback TCP in this process.
 type cluster struct {
 	t     *testing.T
@@ -163,7 +169,7 @@ func newCluster(t *testing.T, size int, tune func(*Config)) *cluster {
 
 func (c *cluster) config(i int) Config {
 	cfg := Config{
-		ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], Peers: c.peers,
+		ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: testLogStore, Peers: c.peers,
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,

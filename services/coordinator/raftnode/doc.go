@@ -8,8 +8,8 @@
 // after an election timeout and elect a new leader among those whose log is
 // complete, so nothing a client was told succeeded is lost.
 //
-// A Node wires the pieces: a durable log and stable store (raft-boltdb/v2),
-// file snapshots that let the log be truncated, a TCP transport, and the
+// A Node wires the pieces: a durable log and stable store (raft-wal, or
+// raft-boltdb/v2 if configured; see logstore.go), file snapshots that let the log be truncated, a TCP transport, and the
 // adapter that feeds committed entries to the fsm.Machine in batches. It also
 // plays the leader's part in lease expiry: while leading it proposes tick
 // entries stamped with its clock, so leases expire through the log and never

@@ -7,14 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -41,8 +38,13 @@ type Config struct {
 	// Advertise is the address peers dial to reach this node; empty means
 	// Bind, which then must not be a wildcard address like 0.0.0.0.
 	Advertise string
-	// DataDir holds raft.db (log and stable store) and snapshots/.
+	// DataDir holds the log and stable store (raft.db, or wal/) and
+	// snapshots/.
 	DataDir string
+	// LogStore names the log and stable store: LogStoreBolt or LogStoreWAL.
+	// Empty means the store DataDir already holds, or DefaultLogStore for a
+	// new DataDir. Open refuses a DataDir that holds the other store.
+	LogStore string
 	// Peers is the initial voter set, used only to bootstrap a node that has
 	// no state yet.
 	Peers []Peer
@@ -63,8 +65,9 @@ type Config struct {
 	// TickInterval is how often the leader checks for something to expire;
 	// it bounds how late (never how early) a lease ends. Default 100ms.
 	TickInterval time.Duration
-	// NoSync skips fsync of the log: only for benchmarks that compare with a
-	// system configured the same way. Never in production.
+	// NoSync skips fsync of the log (bolt store only): only for benchmarks
+	// that compare with a system configured the same way. Never in
+	// production.
 	NoSync bool
 	// HeartbeatFastPath re-enables NetworkTransport's heartbeat fast path,
 	// which hashicorp/raft#695 makes unsafe; off by default (see ADR 0004).
@@ -87,7 +90,7 @@ type Node struct {
 	raft    *raft.Raft
 	machine *fsm.Machine
 	trans   raft.Transport
-	store   *raftboltdb.BoltStore
+	store   durableStore
 	origin  time.Time
 	tracer  trace.Tracer
 	metrics *Metrics
@@ -147,14 +150,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
-	// The freelist is not written at every commit (etcd's default too): a
-	// commit then writes fewer pages, and bbolt rebuilds the freelist by
-	// scanning when it opens the file. The log entries and the meta page
-	// are still fsynced before StoreLogs returns, so durability is the same.
-	boltOpts := *bbolt.DefaultOptions
-	boltOpts.NoFreelistSync = true
-	boltOpts.FreelistType = bbolt.FreelistMapType
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync, BoltOptions: &boltOpts})
+	store, err := openLogStore(cfg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: open log store: %w", err)
 	}

@@ -28,6 +28,10 @@ type config struct {
 	HTTPAddr string
 	// COORDINATOR_DATA_DIR (default "data/<node id>"): Raft log and snapshots.
 	DataDir string
+	// COORDINATOR_LOG_STORE (default: the store the data dir holds, "wal"
+	// for a new one): "wal" (raft-wal, wal/) or "bolt" (raft-boltdb,
+	// raft.db). A data dir keeps the store it was created with.
+	LogStore string
 	// COORDINATOR_HEARTBEAT_TIMEOUT (1s), COORDINATOR_ELECTION_TIMEOUT (1s),
 	// COORDINATOR_LEADER_LEASE_TIMEOUT (500ms): Raft timing. A dead leader is
 	// replaced after roughly one election timeout.
@@ -63,6 +67,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SnapshotThreshold:  r.Int("COORDINATOR_SNAPSHOT_THRESHOLD", 8192),
 		HeartbeatFastPath:  r.Bool("COORDINATOR_HEARTBEAT_FAST_PATH", false),
 		RaftLogLevel:       r.String("COORDINATOR_RAFT_LOG_LEVEL", "warn"),
+		LogStore:           r.String("COORDINATOR_LOG_STORE", ""),
 		ShutdownGrace:      r.Duration("COORDINATOR_SHUTDOWN_GRACE", 10*time.Second),
 	}
 	c.DataDir = r.String("COORDINATOR_DATA_DIR", "data/"+c.NodeID)
@@ -89,6 +94,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if !self {
 		return c, fmt.Errorf("COORDINATOR_PEERS does not list COORDINATOR_NODE_ID %q", c.NodeID)
+	}
+	if c.LogStore != "" && c.LogStore != raftnode.LogStoreBolt && c.LogStore != raftnode.LogStoreWAL {
+		return c, fmt.Errorf("COORDINATOR_LOG_STORE must be %q or %q, not %q", raftnode.LogStoreBolt, raftnode.LogStoreWAL, c.LogStore)
 	}
 	if c.SnapshotThreshold <= 0 {
 		return c, fmt.Errorf("COORDINATOR_SNAPSHOT_THRESHOLD must be positive")

@@ -48,7 +48,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	logger := tel.Logger.With("node", cfg.NodeID)
 
 	node, err := raftnode.Open(raftnode.Config{
-		ID: cfg.NodeID, Bind: cfg.RaftBind, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir, Peers: cfg.raftPeers(),
+		ID: cfg.NodeID, Bind: cfg.RaftBind, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir, LogStore: cfg.LogStore, Peers: cfg.raftPeers(),
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout, LeaderLeaseTimeout: cfg.LeaderLeaseTimeout,
 		TickInterval: cfg.TickInterval, SnapshotThreshold: uint64(cfg.SnapshotThreshold), HeartbeatFastPath: cfg.HeartbeatFastPath,
 		LogOutput: stdout, LogLevel: cfg.RaftLogLevel, Metrics: raftnode.NewMetrics(tel.Registry),

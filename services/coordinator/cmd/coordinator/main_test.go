@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func TestRunServesAndStops(t *testing.T) {
 		"COORDINATOR_RAFT_BIND":            raftAddr,
 		"COORDINATOR_HTTP_ADDR":            httpAddr,
 		"COORDINATOR_DATA_DIR":             t.TempDir(),
+		"COORDINATOR_LOG_STORE":            os.Getenv("PAYONCE_TEST_LOG_STORE"),
 		"COORDINATOR_HEARTBEAT_TIMEOUT":    "200ms",
 		"COORDINATOR_ELECTION_TIMEOUT":     "200ms",
 		"COORDINATOR_LEADER_LEASE_TIMEOUT": "100ms",
@@ -79,5 +81,12 @@ func TestConfigRefusesBadPeers(t *testing.T) {
 		if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
 			t.Errorf("peers %q accepted", peers)
 		}
+	}
+}
+
+func TestConfigRefusesUnknownLogStore(t *testing.T) {
+	env := map[string]string{"COORDINATOR_NODE_ID": "c1", "COORDINATOR_PEERS": "c1=127.0.0.1:1=http://x", "COORDINATOR_LOG_STORE": "sqlite"}
+	if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
+		t.Error("COORDINATOR_LOG_STORE=sqlite accepted")
 	}
 }
