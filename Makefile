@@ -20,6 +20,7 @@ lint: vet
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags e2e ./tests/e2e
 	@for m in $(NESTED); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 ## fmt: rewrite every Go file with gofmt
