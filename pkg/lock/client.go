@@ -137,16 +137,19 @@ func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, op
 		// The grant came late (it queued, or the call was retried): the
 		// deadline counted from sentAt is still safe, since the server's is
 		// later, but it may come before the first background keepalive at
-		// ttl/3. One keepalive now restores the full TTL from a known send
-		// time. A prompt grant needs none: that would be a third log write
-		// per acquire+release for nothing.
-		if err := l.keepAlive(ctx); err != nil {
-			l.lose(err)
-			return nil, fmt.Errorf("acquire %s: %w", name, err)
+		// ttl/3, or be past already when the wait was longer than the TTL.
+		// One keepalive now restores the full TTL from a known send time;
+		// it may revive a deadline that passed, because nobody has held
+		// the lease yet, and the server refuses it if the lease really
+		// ended. A prompt grant needs none: that would be a third log
+		// write per acquire+release for nothing.
+		if err := l.refresh(ctx, true); err != nil {
+			l.abandon(ctx, err)
+			return nil, fmt.Errorf("acquire %s: granted late and not confirmed: %w", name, err)
 		}
 	}
 	if !l.Valid() {
-		l.lose(ErrLeaseLost)
+		l.abandon(ctx, ErrLeaseLost)
 		return nil, fmt.Errorf("acquire %s: granted too late to be safe: %w", name, ErrLeaseLost)
 	}
 	go l.run()

@@ -233,3 +233,64 @@ func TestLateGrantGetsItsFullTTL(t *testing.T) {
 		t.Fatalf("late grant's deadline %v after asking, want beyond the TTL %v", r.l.Deadline().Sub(asked), ttl)
 	}
 }
+
+// TestGrantAfterLongerThanTheTTLIsConfirmed: a waiter queued for longer
+// than its own TTL still gets a usable lease. Counted from the request, its
+// deadline is already past when the grant arrives; the confirming
+// keepalive gives it a full TTL from a known time instead of abandoning a
+// grant the server holds for it (a retry would queue behind that
+// abandoned grant for a whole TTL, and again, without end).
+func TestGrantAfterLongerThanTheTTLIsConfirmed(t *testing.T) {
+	c := coordinatortest.Start(t, 3)
+	ctx := context.Background()
+	cl := lock.NewClient(c.URLs())
+	const ttl = 300 * time.Millisecond
+	holder, err := cl.Acquire(ctx, "longwait", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type res struct {
+		l   *lock.Lease
+		err error
+	}
+	got := make(chan res, 1)
+	asked := time.Now()
+	go func() {
+		l, err := cl.Acquire(ctx, "longwait", ttl, lock.Wait(10*time.Second))
+		got <- res{l, err}
+	}()
+	// Release once the waiter is queued and has waited twice its TTL.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l, err := c.Node(c.WaitLeader(5 * time.Second)).Machine().Lock("longwait")
+		if err == nil && l.Waiters == 1 && time.Since(asked) > 2*ttl {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second acquire never queued")
+		}
+		<-time.After(5 * time.Millisecond) // polling interval of a bounded wait
+	}
+	released := time.Now()
+	if err := holder.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("acquire that waited %v with a TTL of %v: %v", time.Since(asked), ttl, r.err)
+	}
+	if r.l.Token() <= holder.Token() {
+		t.Fatalf("token %d after %d", r.l.Token(), holder.Token())
+	}
+	if !r.l.Deadline().After(released) {
+		t.Fatalf("deadline %v is before the grant (released at %v)", r.l.Deadline(), released)
+	}
+	if err := r.l.Release(ctx); err != nil {
+		t.Fatalf("release of the confirmed lease: %v", err)
+	}
+	// The lock is free again at once: nothing was left held behind.
+	l, err := cl.Acquire(ctx, "longwait", ttl)
+	if err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+	_ = l.Release(ctx)
+}

@@ -87,7 +87,14 @@ func (l *Lease) lose(err error) {
 
 // keepAlive sends one keepalive and, on success, moves the deadline to
 // its send time + ttl - margin.
-func (l *Lease) keepAlive(ctx context.Context) error {
+func (l *Lease) keepAlive(ctx context.Context) error { return l.refresh(ctx, false) }
+
+// refresh is keepAlive; with revive it also accepts an answer that comes
+// after the client-side deadline. Only Acquire asks for that, before the
+// lease is handed out: once a holder has the lease, a passed deadline has
+// told it to stop (Done closed), and reviving the lease behind its back
+// would break that promise.
+func (l *Lease) refresh(ctx context.Context, revive bool) error {
 	ctx, span := l.c.tracer.Start(ctx, "lock.keepalive")
 	defer span.End()
 	sentAt := time.Now()
@@ -97,7 +104,7 @@ func (l *Lease) keepAlive(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil || !time.Now().Before(l.deadline) {
+	if l.err != nil || (!revive && !time.Now().Before(l.deadline)) {
 		// The answer came after the moment the lease may have been lost;
 		// the holder may already have stopped, so do not revive it.
 		return ErrLeaseLost
@@ -106,6 +113,20 @@ func (l *Lease) keepAlive(ctx context.Context) error {
 		l.deadline = d
 	}
 	return nil
+}
+
+// abandon gives up a lease that Acquire granted but will not hand out:
+// it is marked lost and released on the server, so that the lock does not
+// stay taken for a whole TTL by a lease nobody holds (waiters queued
+// behind it would wait that long, and a retry of the same acquire would
+// queue behind its own abandoned grant). The release is best effort; if
+// it fails, the lease ends at its TTL as usual.
+func (l *Lease) abandon(ctx context.Context, cause error) {
+	l.lose(cause)
+	close(l.finished) // no keepalive loop runs for it
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = l.c.call(ctx, http.MethodDelete, "/v1/locks/"+url.PathEscape(l.name)+"/leases/"+url.PathEscape(l.id), nil, http.StatusNoContent, nil)
 }
 
 // run keeps the lease alive every ttl/3 and closes Done at the client-side
