@@ -10,8 +10,16 @@ NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod))
 ## test: lint, then every test (unit, store, integration) under the race detector
 test: lint test-only
 
-test-only:
-	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+# The tests run NATS as this binary (internal/localnats), built from the
+# nats-server version go.mod pins, so that the race detector watches
+# payonce's code and not the server's.
+NATS_SERVER := $(CURDIR)/bin/nats-server
+
+$(NATS_SERVER): go.mod go.sum
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
+
+test-only: $(NATS_SERVER)
+	PAYONCE_NATS_SERVER=$(NATS_SERVER) $(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 ## lint: go vet (main and nested modules) and a gofmt check
 lint: vet

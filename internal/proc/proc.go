@@ -49,11 +49,11 @@ type Process struct {
 	err  error
 }
 
-// Start runs bin with env added to this process's environment. Its output
-// goes to log (if not nil) and is kept for Output.
-func Start(name, bin string, env []string, log io.Writer) (*Process, error) {
+// Start runs bin with args, and env added to this process's environment.
+// Its output goes to log (if not nil) and is kept for Output.
+func Start(name, bin string, env []string, log io.Writer, args ...string) (*Process, error) {
 	p := &Process{Name: name, out: &lockedBuffer{}, done: make(chan struct{})}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var w io.Writer = p.out
 	if log != nil {
