@@ -6,7 +6,8 @@
 // (a lock per client) and contended (one lock for all), then how long each
 // cluster takes to grant locks again after its leader is killed.
 //
-// Run from this directory: go run . [-d 3s] [-store wal|bolt]
+// Run from this directory: go run . [-d 3s] [-store wal|bolt] [-failovers 5]
+// [-systems payonce,etcd] [-clients 1,4,16,64] [-cpuprofile file]
 package main
 
 import (
@@ -22,7 +23,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,11 +42,46 @@ import (
 
 const ttl = 10 * time.Second
 
+type options struct {
+	dur        time.Duration
+	store      string
+	failovers  int
+	systems    []string
+	clients    []int
+	cpuprofile string
+	raftTiming time.Duration
+	// uncontendedOnly skips the one-key runs (for profiling).
+	uncontendedOnly bool
+}
+
 func main() {
-	dur := flag.Duration("d", 3*time.Second, "duration of each measurement")
-	store := flag.String("store", raftnode.DefaultLogStore, "payonce's log store: wal or bolt")
+	var o options
+	var systems, clients string
+	flag.DurationVar(&o.dur, "d", 3*time.Second, "duration of each measurement")
+	flag.StringVar(&o.store, "store", raftnode.DefaultLogStore, "payonce's log store: wal or bolt")
+	flag.IntVar(&o.failovers, "failovers", 5, "leader kills per system (the killed member restarts in between); 0 skips")
+	flag.StringVar(&systems, "systems", "payonce,etcd", "systems to run, comma-separated")
+	flag.StringVar(&clients, "clients", "1,4,16,64", "client counts, comma-separated")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the throughput measurements to this file")
+	flag.BoolVar(&o.uncontendedOnly, "uncontended-only", false, "skip the contended measurements")
+	flag.DurationVar(&o.raftTiming, "raft-timeout", raftnode.DefaultHeartbeatTimeout, "payonce's heartbeat and election timeout (leader lease: half of it)")
 	flag.Parse()
-	if err := run(*dur, *store); err != nil {
+	o.systems = strings.Split(systems, ",")
+	for _, c := range strings.Split(clients, ",") {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "-clients: %q is not a positive number\n", c)
+			os.Exit(2)
+		}
+		o.clients = append(o.clients, n)
+	}
+	for _, name := range o.systems {
+		if name != "payonce" && name != "etcd" {
+			fmt.Fprintf(os.Stderr, "-systems: unknown system %q (payonce, etcd)\n", name)
+			os.Exit(2)
+		}
+	}
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -54,42 +93,68 @@ type system struct {
 	// cycle acquires and releases key once and returns the acquire latency;
 	// worker state (an etcd session) comes from newWorker.
 	newWorker func(ctx context.Context) (cycle func(ctx context.Context, key string) (time.Duration, error), done func(), err error)
-	// killLeader stops the leader abruptly and returns when it is gone.
-	killLeader func() error
-	close      func()
+	// killLeader stops the leader abruptly and returns when it is gone,
+	// with a function that starts the killed member again on its data.
+	killLeader func() (restart func() error, err error)
+	// healthy returns once every member runs, follows one leader and has
+	// caught up with it.
+	healthy func(ctx context.Context) error
+	// hasLeader reports whether a running member is leader.
+	hasLeader func() bool
+	close     func()
 }
 
-func run(dur time.Duration, store string) error {
+func run(o options) error {
 	base, err := os.MkdirTemp("", "coordbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(base)
-	ours, err := startOurs(filepath.Join(base, "payonce"), store)
-	if err != nil {
-		return fmt.Errorf("payonce cluster: %w", err)
+	var systems []*system
+	for _, name := range o.systems {
+		var s *system
+		switch name {
+		case "payonce":
+			s, err = startOurs(filepath.Join(base, "payonce"), o.store, o.raftTiming)
+		case "etcd":
+			s, err = startEtcd(filepath.Join(base, "etcd"))
+		}
+		if err != nil {
+			return fmt.Errorf("%s cluster: %w", name, err)
+		}
+		defer s.close()
+		systems = append(systems, s)
 	}
-	defer ours.close()
-	etcd, err := startEtcd(filepath.Join(base, "etcd"))
-	if err != nil {
-		return fmt.Errorf("etcd cluster: %w", err)
-	}
-	defer etcd.close()
 
-	fmt.Printf("%s %s/%s, GOMAXPROCS=%d, %v per cell, TTL %v, fsync on in both\n\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), dur, ttl)
+	fmt.Printf("%s %s/%s, GOMAXPROCS=%d, %v per cell, TTL %v, fsync on in both; payonce on %s with heartbeat/election %v/%v\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), o.dur, ttl, o.store,
+		o.raftTiming, o.raftTiming)
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	fmt.Println("| system | load | clients | cycles/s | acquire p50 ms | acquire p99 ms |")
 	fmt.Println("|---|---|---:|---:|---:|---:|")
-	for _, contended := range []bool{false, true} {
-		for _, clients := range []int{1, 4, 16, 64} {
+	loads := []bool{false, true}
+	if o.uncontendedOnly {
+		loads = loads[:1]
+	}
+	for _, contended := range loads {
+		for _, clients := range o.clients {
 			// Alternate the order so neither system always runs second
 			// on a machine whose load drifts.
-			pair := []*system{ours, etcd}
+			order := slices.Clone(systems)
 			if clients%2 == 0 == contended {
-				pair = []*system{etcd, ours}
+				slices.Reverse(order)
 			}
-			for _, s := range pair {
-				r, err := measure(s, clients, contended, dur)
+			for _, s := range order {
+				r, err := measure(s, clients, contended, o.dur)
 				if err != nil {
 					return fmt.Errorf("%s: %w", s.name, err)
 				}
@@ -101,13 +166,29 @@ func run(dur time.Duration, store string) error {
 			}
 		}
 	}
+	if o.cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
+	if o.failovers < 1 {
+		return nil
+	}
 	fmt.Println()
-	for _, s := range []*system{ours, etcd} {
-		d, err := failover(s)
-		if err != nil {
-			return fmt.Errorf("%s failover: %w", s.name, err)
+	fmt.Printf("| system | leader kills | locks granted again after the kill: median | min | max | new leader elected: median |\n")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, s := range systems {
+		var grants, elections []time.Duration
+		for range o.failovers {
+			g, e, err := failover(s)
+			if err != nil {
+				return fmt.Errorf("%s failover: %w", s.name, err)
+			}
+			grants, elections = append(grants, g), append(elections, e)
 		}
-		fmt.Printf("%s: locks granted again %v after the leader was killed\n", s.name, d.Round(time.Millisecond))
+		slices.Sort(grants)
+		slices.Sort(elections)
+		r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+		fmt.Printf("| %s | %d | %v | %v | %v | %v |\n", s.name, len(grants),
+			r(grants[len(grants)/2]), r(grants[0]), r(grants[len(grants)-1]), r(elections[len(elections)/2]))
 	}
 	return nil
 }
@@ -181,36 +262,71 @@ func measure(s *system, clients int, contended bool, dur time.Duration) (result,
 	}, nil
 }
 
-// failover kills the leader and measures until a lock on a fresh key is
-// granted by the new one (the client retries on its own).
-func failover(s *system) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// failover waits for a healthy cluster, kills the leader and measures
+// until a lock on a fresh key is granted by the new one (the client
+// retries on its own), and until a new leader is elected; then it
+// restarts the killed member.
+func failover(s *system) (grant, elected time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	if err := s.healthy(ctx); err != nil {
+		return 0, 0, err
+	}
 	// Warm the worker up first, so the measurement is the election, not
 	// connection setup.
 	cycle, done, err := s.newWorker(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer done()
 	if _, err := cycle(ctx, "failover-warmup"); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	killed := time.Now()
-	if err := s.killLeader(); err != nil {
-		return 0, err
+	restart, err := s.killLeader()
+	if err != nil {
+		return 0, 0, err
 	}
+	electedc := make(chan time.Duration, 1)
+	go func() {
+		if poll(ctx, "new leader", s.hasLeader) == nil {
+			electedc <- time.Since(killed)
+		}
+		close(electedc)
+	}()
+	var took time.Duration
 	for i := 0; ; i++ {
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := cycle(cctx, fmt.Sprintf("failover-%d", i))
+		_, err := cycle(cctx, fmt.Sprintf("failover-%d-%d", killed.UnixNano(), i))
 		ccancel()
 		if err == nil {
-			return time.Since(killed), nil
+			took = time.Since(killed)
+			break
 		}
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("no grant within 30s: %w", err)
+			return 0, 0, fmt.Errorf("no grant within 60s: %w", err)
 		}
 	}
+	elected, ok := <-electedc
+	if !ok {
+		return 0, 0, errors.New("no new leader seen")
+	}
+	if err := restart(); err != nil {
+		return 0, 0, fmt.Errorf("restart the killed member: %w", err)
+	}
+	return took, elected, nil
+}
+
+// poll calls ok every 5 ms until it is true or ctx ends.
+func poll(ctx context.Context, what string, ok func() bool) error {
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func freeAddr() (string, error) {
@@ -223,8 +339,8 @@ func freeAddr() (string, error) {
 }
 
 // startOurs starts three payonce coordinator nodes wired as cmd/coordinator
-// wires them, with its default Raft timing.
-func startOurs(dir, store string) (*system, error) {
+// wires them (timing: its default Raft timing unless -raft-timeout says).
+func startOurs(dir, store string, timing time.Duration) (*system, error) {
 	var peers []raftnode.Peer
 	var httpAddrs []string
 	for i := range 3 {
@@ -247,20 +363,30 @@ func startOurs(dir, store string) (*system, error) {
 	}
 	nodes := make([]*raftnode.Node, 3)
 	servers := make([]*http.Server, 3)
-	for i := range 3 {
-		n, err := raftnode.Open(raftnode.Config{ID: peers[i].ID, Bind: peers[i].Addr, DataDir: filepath.Join(dir, peers[i].ID), LogStore: store, Peers: peers, LogOutput: io.Discard})
+	var mu sync.Mutex
+	start := func(i int) error {
+		n, err := raftnode.Open(raftnode.Config{ID: peers[i].ID, Bind: peers[i].Addr, DataDir: filepath.Join(dir, peers[i].ID), LogStore: store, Peers: peers, LogOutput: io.Discard,
+			HeartbeatTimeout: timing, ElectionTimeout: timing, LeaderLeaseTimeout: timing / 2})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ln, err := net.Listen("tcp", httpAddrs[i])
 		if err != nil {
-			return nil, err
+			n.Close()
+			return err
 		}
 		srv := &http.Server{Handler: coordhttp.NewAPI(coordhttp.APIConfig{Service: raftnode.NewService(n), Cluster: n, Peers: httpPeers, Logger: slog.New(slog.DiscardHandler)}), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
+		mu.Lock()
 		nodes[i], servers[i] = n, srv
+		mu.Unlock()
+		return nil
 	}
-	var mu sync.Mutex
+	for i := range 3 {
+		if err := start(i); err != nil {
+			return nil, err
+		}
+	}
 	leader := func() int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -290,17 +416,46 @@ func startOurs(dir, store string) (*system, error) {
 			return lat, l.Release(ctx)
 		}, func() {}, nil
 	}
-	s.killLeader = func() error {
+	s.killLeader = func() (func() error, error) {
 		i := leader()
 		if i < 0 {
-			return errors.New("no leader to kill")
+			return nil, errors.New("no leader to kill")
 		}
 		mu.Lock()
 		n, srv := nodes[i], servers[i]
 		nodes[i], servers[i] = nil, nil
 		mu.Unlock()
 		_ = srv.Close()
-		return n.Close()
+		if err := n.Close(); err != nil {
+			return nil, err
+		}
+		return func() error { return start(i) }, nil
+	}
+	s.hasLeader = func() bool { return leader() >= 0 }
+	s.healthy = func(ctx context.Context) error {
+		return poll(ctx, "payonce cluster healthy", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			l := -1
+			for i, n := range nodes {
+				if n == nil {
+					return false
+				}
+				if n.IsLeader() {
+					l = i
+				}
+			}
+			if l < 0 {
+				return false
+			}
+			want, _ := nodes[l].Leader()
+			for _, n := range nodes {
+				if id, _ := n.Leader(); id != want || n.AppliedIndex()+64 < nodes[l].AppliedIndex() {
+					return false
+				}
+			}
+			return true
+		})
 	}
 	s.close = func() {
 		for i := range nodes {
@@ -336,30 +491,36 @@ func startEtcd(dir string) (*system, error) {
 		initial += name + "=" + peerURLs[i].String()
 	}
 	members := make([]*embed.Etcd, 3)
+	var mu sync.Mutex
+	// start starts member i; on a data dir that holds a member already, it
+	// restarts that member and the initial-cluster settings are ignored.
+	start := func(i int) error {
+		cfg := embed.NewConfig()
+		cfg.Name = names[i]
+		cfg.Dir = filepath.Join(dir, names[i])
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peerURLs[i]}, []url.URL{peerURLs[i]}
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{clientURLs[i]}, []url.URL{clientURLs[i]}
+		cfg.InitialCluster = initial
+		cfg.ClusterState = embed.ClusterStateFlagNew
+		cfg.LogLevel = "panic" // a killed member logs its closed listeners as errors
+		e, err := embed.StartEtcd(cfg)
+		if err != nil {
+			return err
+		}
+		select {
+		case <-e.Server.ReadyNotify():
+		case <-time.After(60 * time.Second):
+			e.Close()
+			return errors.New("etcd member not ready")
+		}
+		mu.Lock()
+		members[i] = e
+		mu.Unlock()
+		return nil
+	}
 	errc := make(chan error, 3)
-	for i, name := range names {
-		go func() {
-			cfg := embed.NewConfig()
-			cfg.Name = name
-			cfg.Dir = filepath.Join(dir, name)
-			cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peerURLs[i]}, []url.URL{peerURLs[i]}
-			cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{clientURLs[i]}, []url.URL{clientURLs[i]}
-			cfg.InitialCluster = initial
-			cfg.ClusterState = embed.ClusterStateFlagNew
-			cfg.LogLevel = "error"
-			e, err := embed.StartEtcd(cfg)
-			if err != nil {
-				errc <- err
-				return
-			}
-			members[i] = e
-			select {
-			case <-e.Server.ReadyNotify():
-				errc <- nil
-			case <-time.After(60 * time.Second):
-				errc <- errors.New("etcd member not ready")
-			}
-		}()
+	for i := range names {
+		go func() { errc <- start(i) }()
 	}
 	for range names {
 		if err := <-errc; err != nil {
@@ -370,7 +531,10 @@ func startEtcd(dir string) (*system, error) {
 	for _, u := range clientURLs {
 		eps = append(eps, u.String())
 	}
-	client, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+	newClient := func() (*clientv3.Client, error) {
+		return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+	}
+	client, err := newClient()
 	if err != nil {
 		return nil, err
 	}
@@ -395,18 +559,56 @@ func startEtcd(dir string) (*system, error) {
 				_ = sess.Close()
 			}, nil
 	}
-	var mu sync.Mutex
-	s.killLeader = func() error {
+	s.killLeader = func() (func() error, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		for i, e := range members {
 			if e != nil && e.Server.Leader() == e.Server.MemberID() {
 				members[i] = nil
 				e.Close()
-				return nil
+				return func() error { return start(i) }, nil
 			}
 		}
-		return errors.New("no etcd leader to kill")
+		return nil, errors.New("no etcd leader to kill")
+	}
+	s.hasLeader = func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range members {
+			if e != nil && e.Server.Leader() == e.Server.MemberID() {
+				return true
+			}
+		}
+		return false
+	}
+	s.healthy = func(ctx context.Context) error {
+		defer func() {
+			// A fresh client per failover: gRPC's back-off towards the
+			// member killed last time must not count against etcd.
+			if c, err := newClient(); err == nil {
+				old := client
+				client = c
+				_ = old.Close()
+			}
+		}()
+		return poll(ctx, "etcd cluster healthy", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			var lead uint64
+			var applied []uint64
+			for _, e := range members {
+				if e == nil {
+					return false
+				}
+				l := uint64(e.Server.Leader())
+				if l == 0 || (lead != 0 && l != lead) {
+					return false
+				}
+				lead = l
+				applied = append(applied, e.Server.AppliedIndex())
+			}
+			return slices.Max(applied) <= slices.Min(applied)+64
+		})
 	}
 	s.close = func() {
 		_ = client.Close()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -175,6 +176,9 @@ func (e *errStatus) Error() string {
 
 func (e *errStatus) is(problemType string) bool { return strings.HasSuffix(e.p.Type, problemType) }
 
+// maxBackoff caps the wait between two attempts of one call.
+const maxBackoff = 50 * time.Millisecond
+
 // call sends one request, moving to another node on network errors and
 // 503s (following a named leader), until a definite answer or ctx ends.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, want int, out any) error {
@@ -201,9 +205,13 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, wan
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %v (last error: %v)", ErrUnavailable, ctx.Err(), lastErr)
-		case <-time.After(backoff):
+		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
 		}
-		backoff = min(backoff*2, 200*time.Millisecond)
+		// A short cap: during an election the answers are cheap 503s
+		// and a grant should follow the new leader by a few tens of
+		// milliseconds, not by a long back-off (etcd's client retries
+		// every 25 ms). The jitter keeps many clients out of step.
+		backoff = min(backoff*2, maxBackoff)
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, lastErr)
 }

@@ -50,7 +50,8 @@ type Config struct {
 	Peers []Peer
 
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and CommitTimeout
-	// tune Raft; zero keeps hashicorp/raft's defaults (1s, 1s, 500ms, 50ms).
+	// tune Raft; zero means DefaultHeartbeatTimeout, DefaultElectionTimeout,
+	// DefaultLeaderLeaseTimeout and hashicorp/raft's 50ms commit timeout.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -83,6 +84,19 @@ type Config struct {
 	// network faults.
 	WrapTransport func(raft.Transport) raft.Transport
 }
+
+// Raft timing defaults. hashicorp/raft's own (1s, 1s, 500ms) suit WAN
+// links; on a LAN they leave locks ungrantable for 2-3 s after a leader
+// dies, since a follower waits 1-2 heartbeat timeouts before it stands. Half
+// of them still gives a leader ten heartbeats (one every 50 ms) per
+// timeout; the integration tests run at 200-300 ms under the race
+// detector on two cores without spurious elections. Slow disks or busy
+// hosts may want more (COORDINATOR_HEARTBEAT_TIMEOUT and friends).
+const (
+	DefaultHeartbeatTimeout   = 500 * time.Millisecond
+	DefaultElectionTimeout    = 500 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+)
 
 // Node is one running coordinator replica.
 type Node struct {
@@ -120,6 +134,9 @@ func Open(cfg Config) (*Node, error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = logger
+	rc.HeartbeatTimeout = DefaultHeartbeatTimeout
+	rc.ElectionTimeout = DefaultElectionTimeout
+	rc.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout
 	if cfg.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	}

@@ -32,9 +32,10 @@ type config struct {
 	// for a new one): "wal" (raft-wal, wal/) or "bolt" (raft-boltdb,
 	// raft.db). A data dir keeps the store it was created with.
 	LogStore string
-	// COORDINATOR_HEARTBEAT_TIMEOUT (1s), COORDINATOR_ELECTION_TIMEOUT (1s),
-	// COORDINATOR_LEADER_LEASE_TIMEOUT (500ms): Raft timing. A dead leader is
-	// replaced after roughly one election timeout.
+	// COORDINATOR_HEARTBEAT_TIMEOUT (500ms), COORDINATOR_ELECTION_TIMEOUT
+	// (500ms), COORDINATOR_LEADER_LEASE_TIMEOUT (250ms): Raft timing
+	// (raftnode.Default*). A dead leader is replaced after one to two
+	// heartbeat timeouts.
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
 	// COORDINATOR_TICK_INTERVAL (100ms): how late at most a lease expires.
 	TickInterval time.Duration
@@ -60,9 +61,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RaftBind:           r.String("COORDINATOR_RAFT_BIND", "127.0.0.1:7000"),
 		RaftAdvertise:      r.String("COORDINATOR_RAFT_ADVERTISE", ""),
 		HTTPAddr:           r.String("COORDINATOR_HTTP_ADDR", "127.0.0.1:8080"),
-		HeartbeatTimeout:   r.Duration("COORDINATOR_HEARTBEAT_TIMEOUT", time.Second),
-		ElectionTimeout:    r.Duration("COORDINATOR_ELECTION_TIMEOUT", time.Second),
-		LeaderLeaseTimeout: r.Duration("COORDINATOR_LEADER_LEASE_TIMEOUT", 500*time.Millisecond),
+		HeartbeatTimeout:   r.Duration("COORDINATOR_HEARTBEAT_TIMEOUT", raftnode.DefaultHeartbeatTimeout),
+		ElectionTimeout:    r.Duration("COORDINATOR_ELECTION_TIMEOUT", raftnode.DefaultElectionTimeout),
+		LeaderLeaseTimeout: r.Duration("COORDINATOR_LEADER_LEASE_TIMEOUT", raftnode.DefaultLeaderLeaseTimeout),
 		TickInterval:       r.Duration("COORDINATOR_TICK_INTERVAL", 100*time.Millisecond),
 		SnapshotThreshold:  r.Int("COORDINATOR_SNAPSHOT_THRESHOLD", 8192),
 		HeartbeatFastPath:  r.Bool("COORDINATOR_HEARTBEAT_FAST_PATH", false),
