@@ -36,6 +36,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/payonce/payonce/pkg/lock"
+	"github.com/payonce/payonce/services/coordinator"
 	coordhttp "github.com/payonce/payonce/services/coordinator/http"
 	"github.com/payonce/payonce/services/coordinator/raftnode"
 )
@@ -60,7 +61,7 @@ func main() {
 	flag.DurationVar(&o.dur, "d", 3*time.Second, "duration of each measurement")
 	flag.StringVar(&o.store, "store", raftnode.DefaultLogStore, "payonce's log store: wal or bolt")
 	flag.IntVar(&o.failovers, "failovers", 5, "leader kills per system (the killed member restarts in between); 0 skips")
-	flag.StringVar(&systems, "systems", "payonce,etcd", "systems to run, comma-separated")
+	flag.StringVar(&systems, "systems", "payonce,etcd", "systems to run, comma-separated: payonce, etcd, and, to see one layer alone, payonce-raft (the cluster driven in-process, without HTTP) and payonce-http (the HTTP API without Raft: stale reads)")
 	flag.StringVar(&clients, "clients", "1,4,16,64", "client counts, comma-separated")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the throughput measurements to this file")
 	flag.BoolVar(&o.uncontendedOnly, "uncontended-only", false, "skip the contended measurements")
@@ -76,8 +77,8 @@ func main() {
 		o.clients = append(o.clients, n)
 	}
 	for _, name := range o.systems {
-		if name != "payonce" && name != "etcd" {
-			fmt.Fprintf(os.Stderr, "-systems: unknown system %q (payonce, etcd)\n", name)
+		if !slices.Contains([]string{"payonce", "etcd", "payonce-raft", "payonce-http"}, name) {
+			fmt.Fprintf(os.Stderr, "-systems: unknown system %q (payonce, etcd, payonce-raft, payonce-http)\n", name)
 			os.Exit(2)
 		}
 	}
@@ -115,7 +116,11 @@ func run(o options) error {
 		var s *system
 		switch name {
 		case "payonce":
-			s, err = startOurs(filepath.Join(base, "payonce"), o.store, o.raftTiming)
+			s, err = startOurs(filepath.Join(base, "payonce"), o.store, o.raftTiming, "")
+		case "payonce-raft":
+			s, err = startOurs(filepath.Join(base, "payonce-raft"), o.store, o.raftTiming, "raft")
+		case "payonce-http":
+			s, err = startOurs(filepath.Join(base, "payonce-http"), o.store, o.raftTiming, "http")
 		case "etcd":
 			s, err = startEtcd(filepath.Join(base, "etcd"))
 		}
@@ -176,6 +181,9 @@ func run(o options) error {
 	fmt.Printf("| system | leader kills | locks granted again after the kill: median | min | max | new leader elected: median |\n")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	for _, s := range systems {
+		if s.name == "payonce-raft" || s.name == "payonce-http" {
+			continue // layer measurements: nothing to fail over
+		}
 		var grants, elections []time.Duration
 		for range o.failovers {
 			g, e, err := failover(s)
@@ -340,7 +348,9 @@ func freeAddr() (string, error) {
 
 // startOurs starts three payonce coordinator nodes wired as cmd/coordinator
 // wires them (timing: its default Raft timing unless -raft-timeout says).
-func startOurs(dir, store string, timing time.Duration) (*system, error) {
+// mode "" drives it through pkg/lock; "raft" and "http" measure one layer
+// alone (see below).
+func startOurs(dir, store string, timing time.Duration, mode string) (*system, error) {
 	var peers []raftnode.Peer
 	var httpAddrs []string
 	for i := range 3 {
@@ -415,6 +425,62 @@ func startOurs(dir, store string, timing time.Duration) (*system, error) {
 			lat := time.Since(t0)
 			return lat, l.Release(ctx)
 		}, func() {}, nil
+	}
+	if mode == "http" {
+		// The same HTTP stack without Raft: two stale reads of a lock per
+		// cycle, answered from the node's memory (404, lock not found).
+		// It shows what the API layer alone allows.
+		s.name = "payonce-http"
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256}}
+		s.newWorker = func(context.Context) (func(context.Context, string) (time.Duration, error), func(), error) {
+			get := func(ctx context.Context, key string) error {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, urls[0]+"/v1/locks/"+key+"?stale=true", nil)
+				resp, err := hc.Do(req)
+				if err != nil {
+					return err
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNotFound {
+					return fmt.Errorf("stale read: %s", resp.Status)
+				}
+				return nil
+			}
+			return func(ctx context.Context, key string) (time.Duration, error) {
+				t0 := time.Now()
+				if err := get(ctx, key); err != nil {
+					return 0, err
+				}
+				lat := time.Since(t0)
+				return lat, get(ctx, key)
+			}, func() {}, nil
+		}
+	}
+	if mode == "raft" {
+		// The same cluster without HTTP and without the client: calls
+		// into the leader's service in this process. It shows what the
+		// Raft log itself allows; not a way to use payonce.
+		s.name = "payonce-raft"
+		s.newWorker = func(context.Context) (func(context.Context, string) (time.Duration, error), func(), error) {
+			i := leader()
+			if i < 0 {
+				return nil, nil, errors.New("no leader")
+			}
+			mu.Lock()
+			svc := raftnode.NewService(nodes[i])
+			mu.Unlock()
+			n := 0
+			return func(ctx context.Context, key string) (time.Duration, error) {
+				n++
+				t0 := time.Now()
+				l, err := svc.Acquire(ctx, coordinator.AcquireRequest{Lock: key, Owner: "bench", RequestID: fmt.Sprintf("%s-%d-%d", key, t0.UnixNano(), n), TTL: ttl, Wait: time.Minute})
+				if err != nil {
+					return 0, err
+				}
+				lat := time.Since(t0)
+				return lat, svc.Release(ctx, key, l.ID)
+			}, func() {}, nil
+		}
 	}
 	s.killLeader = func() (func() error, error) {
 		i := leader()
