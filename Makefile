@@ -55,6 +55,7 @@ fuzz:
 ## bench: the comparison and load programs (each prints a table; see docs/)
 bench:
 	cd bench/ring && $(GO) run .
+	cd bench/coordinator && $(GO) run . -d 2s
 	$(GO) run ./bench/idempotency
 	$(GO) run ./bench/payments
 
