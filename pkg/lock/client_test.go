@@ -198,27 +198,8 @@ func TestLateGrantGetsItsFullTTL(t *testing.T) {
 	if d := time.Until(holder.Deadline()); d < 8*time.Second {
 		t.Fatalf("a prompt grant's deadline is %v away, want about the TTL", d)
 	}
-	type res struct {
-		l   *lock.Lease
-		err error
-	}
-	got := make(chan res, 1)
-	asked := time.Now()
-	go func() {
-		l, err := cl.Acquire(ctx, "late", ttl, lock.Wait(10*time.Second))
-		got <- res{l, err}
-	}()
 	// Release once the waiter is queued and has waited more than ttl/3.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		l, err := c.Node(c.WaitLeader(5 * time.Second)).Machine().Lock("late")
-		if err == nil && l.Waiters == 1 && time.Since(asked) > ttl/2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second acquire never queued")
-		}
-		<-time.After(5 * time.Millisecond) // polling interval of a bounded wait
-	}
+	asked, got := acquireBehind(t, c, cl, "late", ttl, ttl/2)
 	if err := holder.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -249,27 +230,8 @@ func TestGrantAfterLongerThanTheTTLIsConfirmed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type res struct {
-		l   *lock.Lease
-		err error
-	}
-	got := make(chan res, 1)
-	asked := time.Now()
-	go func() {
-		l, err := cl.Acquire(ctx, "longwait", ttl, lock.Wait(10*time.Second))
-		got <- res{l, err}
-	}()
 	// Release once the waiter is queued and has waited twice its TTL.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		l, err := c.Node(c.WaitLeader(5 * time.Second)).Machine().Lock("longwait")
-		if err == nil && l.Waiters == 1 && time.Since(asked) > 2*ttl {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second acquire never queued")
-		}
-		<-time.After(5 * time.Millisecond) // polling interval of a bounded wait
-	}
+	asked, got := acquireBehind(t, c, cl, "longwait", ttl, 2*ttl)
 	released := time.Now()
 	if err := holder.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -293,4 +255,32 @@ func TestGrantAfterLongerThanTheTTLIsConfirmed(t *testing.T) {
 		t.Fatalf("acquire after release: %v", err)
 	}
 	_ = l.Release(ctx)
+}
+
+type acquired struct {
+	l   *lock.Lease
+	err error
+}
+
+// acquireBehind starts an Acquire of name with ttl (waiting up to 10 s)
+// behind the lock's current holder, and returns once it has queued and
+// waited longer than waited; its result arrives on got.
+func acquireBehind(t *testing.T, c *coordinatortest.Cluster, cl *lock.Client, name string, ttl, waited time.Duration) (asked time.Time, got <-chan acquired) {
+	t.Helper()
+	ch := make(chan acquired, 1)
+	asked = time.Now()
+	go func() {
+		l, err := cl.Acquire(context.Background(), name, ttl, lock.Wait(10*time.Second))
+		ch <- acquired{l, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l, err := c.Node(c.WaitLeader(5 * time.Second)).Machine().Lock(name)
+		if err == nil && l.Waiters == 1 && time.Since(asked) > waited {
+			return asked, ch
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the acquire of %s never queued", name)
+		}
+		<-time.After(5 * time.Millisecond) // polling interval of a bounded wait
+	}
 }
