@@ -15,6 +15,9 @@ import "time"
 const (
 	// OrderCreated announces an order awaiting payment.
 	OrderCreated = "orders.created"
+	// OrderRefundRequested asks for an order's payment to be refunded in
+	// full: the payment succeeded after the customer had cancelled.
+	OrderRefundRequested = "orders.refund_requested"
 	// PaymentSucceeded announces a captured payment.
 	PaymentSucceeded = "payments.succeeded"
 	// PaymentFailed announces a payment that will not succeed (declined or
@@ -57,4 +60,19 @@ func (e PaymentOutcomeEvent) Subject() string {
 		return PaymentSucceeded
 	}
 	return PaymentFailed
+}
+
+// RefundRequestedEvent is published by orders when a payment succeeds for
+// an order that was cancelled while the charge was in flight: the money
+// was taken for an order that will not be fulfilled, so it goes back.
+type RefundRequestedEvent struct {
+	EventID    string `json:"event_id"`
+	OrderID    string `json:"order_id"`
+	PaymentID  string `json:"payment_id"`
+	CustomerID string `json:"customer_id"`
+	// Amount is the captured amount to refund, in minor units.
+	Amount     int64     `json:"amount"`
+	Currency   string    `json:"currency"`
+	Reason     string    `json:"reason"`
+	OccurredAt time.Time `json:"occurred_at"`
 }

@@ -166,8 +166,9 @@ func (s *service) ApplyPaymentOutcome(ctx context.Context, ev events.PaymentOutc
 		o, err := s.store.Order(ctx, ev.OrderID)
 		if err == nil && o.Status != to && o.Status == Cancelled && to == Paid {
 			// The customer cancelled while the charge was in flight. The
-			// money was taken; a real system refunds here. payonce logs it.
-			s.logger.WarnContext(ctx, "payment succeeded for a cancelled order; it needs a refund",
+			// store wrote an orders.refund_requested event with the inbox
+			// row; payments refunds the capture in full.
+			s.logger.WarnContext(ctx, "payment succeeded for a cancelled order; refund requested",
 				"order_id", ev.OrderID, "payment_id", ev.PaymentID)
 		}
 	}

@@ -126,6 +126,10 @@ type Service interface {
 	// RefundPayment refunds part of a succeeded payment, once per intent,
 	// never more in total than was captured.
 	RefundPayment(ctx context.Context, caller string, req RefundRequest) (Refund, error)
+	// RefundOrder refunds in full the payment of an order that was
+	// cancelled while it was being charged, once however often the
+	// orders.refund_requested event is delivered.
+	RefundOrder(ctx context.Context, ev events.RefundRequestedEvent) (Refund, error)
 	// ResumeUnfinished finishes payments and refunds whose last change is
 	// older than olderThan and that are not final: work whose process died.
 	ResumeUnfinished(ctx context.Context, olderThan time.Duration, limit int) (int, error)
@@ -138,6 +142,12 @@ var idNamespace = uuid.MustParse("3f1c6a52-8a0e-4f55-9d0c-6b1f0d8a7e21")
 // Idempotency-Key. Retries of the intent compute the same id.
 func PaymentIDFor(scope, idempotencyKey string) string {
 	return uuid.NewSHA1(idNamespace, []byte("payment\x00"+scope+"\x00"+idempotencyKey)).String()
+}
+
+// RefundIDForOrder names the refund of an order cancelled while its
+// payment was in flight: one per order.
+func RefundIDForOrder(orderID string) string {
+	return uuid.NewSHA1(idNamespace, []byte("order-refund\x00"+orderID)).String()
 }
 
 // PaymentIDForOrder names the payment of an order: one per order.

@@ -236,6 +236,40 @@ func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRe
 	return s.finishRefund(ctx, r, p.BankChargeID, fence)
 }
 
+func (s *service) RefundOrder(ctx context.Context, ev events.RefundRequestedEvent) (Refund, error) {
+	if ev.OrderID == "" || ev.PaymentID != PaymentIDForOrder(ev.OrderID) {
+		return Refund{}, errs.E(errs.Invalid, "refund request does not name the payment of its order")
+	}
+	ctx, span := s.tracer.Start(ctx, "payments.refund_order", trace.WithAttributes(
+		attribute.String("order.id", ev.OrderID), attribute.String("payment.id", ev.PaymentID)))
+	defer span.End()
+	p, err := s.store.Payment(ctx, ev.PaymentID)
+	if err != nil {
+		return Refund{}, err
+	}
+	// The amount is what this service captured and has not refunded yet,
+	// not what the event says; a redelivery finds the refund it started
+	// and finishes that one.
+	id := RefundIDForOrder(ev.OrderID)
+	amount := p.Amount - p.RefundedAmount
+	if r, err := s.store.Refund(ctx, id); err == nil {
+		amount = r.Amount
+	} else if !errors.Is(err, ErrRefundNotFound) {
+		return Refund{}, err
+	}
+	if amount <= 0 {
+		// Refunded in full already, through the API.
+		return Refund{}, nil
+	}
+	r, err := s.RefundPayment(ctx, OrdersCaller, RefundRequest{ID: id, PaymentID: p.ID, Amount: amount})
+	if errors.Is(err, ErrRefundExceedsCaptured) {
+		// A refund through the API raced this one; the next delivery
+		// recomputes what is left.
+		return r, errs.Wrap(errs.Unavailable, "refund raced another; retry", err)
+	}
+	return r, err
+}
+
 func (s *service) finishRefund(ctx context.Context, r Refund, chargeID string, fence Fence) (Refund, error) {
 	if r.Status != RefundPending {
 		return r, nil

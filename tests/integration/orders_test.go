@@ -518,3 +518,94 @@ func TestOrdersRefuseIllegalMovesAndBadInput(t *testing.T) {
 	assertProblem(t, call("GET", base+"/v1/orders/nope", testAPIKey, "", nil), 404, "not-found")
 	_ = orders.PendingPayment
 }
+
+// TestPaymentForACancelledOrderIsRefunded: the customer cancels while the
+// bank is still charging. The charge succeeds; the order stays cancelled,
+// orders asks for a refund (once, with the inbox row of the outcome) and
+// payments refunds the capture in full, once, even when the request is
+// delivered again.
+func TestPaymentForACancelledOrderIsRefunded(t *testing.T) {
+	s := startFullStack(t, 1, 1)
+	s.bank.setFaults(t, map[string]any{"latency_ms": 1500})
+	r := call("POST", s.orders.urls[0]+"/v1/orders", testAPIKey, "cancel-race-1", newOrder("cust-cancel-race"))
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	var o orderBody
+	r.decode(t, &o)
+	// The charge is in flight: the payment is recorded, the bank is slow.
+	eventually(t, 30*time.Second, "the charge to be in flight", func() bool {
+		return dbCount(t, s.payments.dbURL, `SELECT count(*) FROM payments WHERE order_id = $1 AND status IN ('pending', 'authorizing')`, o.ID) == 1
+	})
+	if r := call("POST", s.orders.urls[0]+"/v1/orders/"+o.ID+"/cancel", testAPIKey, "cancel-race-cancel", nil); r.Status != 200 {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	s.bank.setFaults(t, map[string]any{})
+
+	paymentID := payments.PaymentIDForOrder(o.ID)
+	eventually(t, 30*time.Second, "the capture to be refunded in full", func() bool {
+		return dbCount(t, s.payments.dbURL, `SELECT count(*) FROM refunds WHERE payment_id = $1 AND status = 'succeeded' AND amount = $2`, paymentID, o.Total) == 1
+	})
+	if got := s.order(t, o.ID).Status; got != "cancelled" {
+		t.Fatalf("order is %s, want cancelled", got)
+	}
+	if got := dbCount(t, s.payments.dbURL, `SELECT count(*) FROM payments WHERE id = $1 AND refunded_amount = amount`, paymentID); got != 1 {
+		t.Fatal("the payment does not show the full refund")
+	}
+	if got := dbCount(t, s.orders.dbURL, `SELECT count(*) FROM outbox WHERE subject = 'orders.refund_requested'`); got != 1 {
+		t.Fatalf("%d refund requests written, want 1", got)
+	}
+
+	// The refund request, delivered three more times past JetStream's
+	// de-duplication, refunds nothing more.
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	data, _ := json.Marshal(events.RefundRequestedEvent{EventID: "replayed-refund-of-" + o.ID, OrderID: o.ID, PaymentID: paymentID,
+		CustomerID: "cust-cancel-race", Amount: o.Total, Currency: "EUR", Reason: "a duplicate"})
+	for i := range 3 {
+		msg := nats.NewMsg(events.OrderRefundRequested)
+		msg.Data = data
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dup-refund-%d", i))
+		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, "the duplicates to be consumed", func() bool {
+		return consumerDone(t, js, "ORDERS", "payments-orders-refunds")
+	})
+	captures, refunds := 0, 0
+	for _, e := range s.bank.ledger(t, "", "") {
+		switch e.Kind {
+		case "capture":
+			captures++
+		case "refund":
+			refunds++
+			if e.Amount != o.Total {
+				t.Fatalf("refund of %d, want %d", e.Amount, o.Total)
+			}
+		}
+	}
+	if captures != 1 || refunds != 1 {
+		t.Fatalf("bank ledger: %d captures and %d refunds, want 1 and 1", captures, refunds)
+	}
+
+	// A refund request that does not name its order's payment is refused
+	// (terminated, not retried) and refunds nothing.
+	bad, _ := json.Marshal(events.RefundRequestedEvent{EventID: "bad-refund", OrderID: o.ID, PaymentID: "00000000-0000-0000-0000-000000000000", Amount: o.Total})
+	msg := nats.NewMsg(events.OrderRefundRequested)
+	msg.Data = bad
+	msg.Header.Set(jetstream.MsgIDHeader, "bad-refund")
+	if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the bad request to be consumed", func() bool {
+		return consumerDone(t, js, "ORDERS", "payments-orders-refunds")
+	})
+	if got := len(s.bank.ledger(t, "refund", "")); got != 1 {
+		t.Fatalf("%d refunds after a bad request, want 1", got)
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/propagation"
@@ -163,7 +165,7 @@ func (s *Store) Transition(ctx context.Context, id string, from, to orders.Statu
 // ApplyOutcome implements orders.Store: the inbox row and the move commit
 // together, so a redelivered outcome finds its inbox row and moves nothing.
 func (s *Store) ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent, to orders.Status) (bool, error) {
-	applied := false
+	applied, refund := false, false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, message_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 			InboxConsumer, ev.EventID, ev.Subject())
@@ -182,10 +184,52 @@ func (s *Store) ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent,
 			return fmt.Errorf("apply payment outcome to order %s: %w", ev.OrderID, err)
 		}
 		applied = tag.RowsAffected() == 1
-		return nil
+		if applied || to != orders.Paid {
+			return nil
+		}
+		refund, err = s.requestRefundIfCancelled(ctx, tx, ev)
+		return err
 	})
+	if err == nil && refund {
+		s.OnOutboxWrite()
+	}
 	return applied, err
 }
+
+// requestRefundIfCancelled handles a payment that succeeded for an order
+// that is no longer pending: if the customer cancelled it meanwhile, the
+// money goes back, through an orders.refund_requested event written in
+// the transaction that records the outcome in the inbox, so it is written
+// exactly once however often the outcome is delivered.
+func (s *Store) requestRefundIfCancelled(ctx context.Context, tx pgx.Tx, ev events.PaymentOutcomeEvent) (bool, error) {
+	var status string
+	err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1`, ev.OrderID).Scan(&status)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && orders.Status(status) != orders.Cancelled) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("order %s: %w", ev.OrderID, err)
+	}
+	rev := events.RefundRequestedEvent{
+		// Named after the outcome it answers: one refund request per
+		// payment outcome, whatever the retries.
+		EventID:    uuid.NewSHA1(refundEventNamespace, []byte(ev.EventID)).String(),
+		OrderID:    ev.OrderID,
+		PaymentID:  ev.PaymentID,
+		CustomerID: ev.CustomerID,
+		Amount:     ev.Amount,
+		Currency:   ev.Currency,
+		Reason:     "order cancelled before its payment succeeded",
+		OccurredAt: time.Now().UTC(),
+	}
+	if err := outbox.Write(ctx, tx, s.propagator, events.OrderRefundRequested, rev.EventID, rev); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// refundEventNamespace roots the name-based ids of refund requests.
+var refundEventNamespace = uuid.MustParse("8b6f1d2e-4c1a-4f0e-9a57-2d4c7b9e0f13")
 
 // Ping checks the database for /readyz.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }

@@ -1,6 +1,7 @@
 // Package nats connects the payments service to JetStream: it consumes
 // orders.created and charges each order once, on the instance that owns
-// the order's customer.
+// the order's customer, and orders.refund_requested, refunding an order
+// cancelled while it was charged.
 package nats
 
 import (
@@ -61,6 +62,29 @@ func (c OrderConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	_, err := c.Service.PayOrder(ctx, ev)
+	return classify(err)
+}
+
+// RefundDurableName is the payments service's durable consumer of
+// orders.refund_requested, shared by every instance like DurableName.
+const RefundDurableName = "payments-orders-refunds"
+
+// RefundConsumer refunds the orders that orders.refund_requested names.
+// Any instance may do it: the refund takes the customer's lock and fences
+// its writes like a charge, so overlapping instances cannot both refund.
+type RefundConsumer struct {
+	Service payments.Service
+}
+
+// Handle refunds one event's order. Redelivery is safe: the refund id is
+// derived from the order, so a second delivery finds the refund and at
+// most finishes it.
+func (c RefundConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
+	var ev events.RefundRequestedEvent
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		return eventbus.Permanent(fmt.Errorf("decode %s: %w", msg.Subject(), err))
+	}
+	_, err := c.Service.RefundOrder(ctx, ev)
 	return classify(err)
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/payonce/payonce/internal/apikey"
+	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/platform"
@@ -98,6 +99,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	g.Go("orders.created consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.DurableName, "orders.created").
 			Run(ctx, p.JetStream, paymentsnats.OrderConsumer{Service: svc, Owner: owners}.Handle)
+	})
+	g.Go("orders.refund_requested consumer", func(ctx context.Context) error {
+		return p.Consumer("ORDERS", paymentsnats.RefundDurableName, events.OrderRefundRequested).
+			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc}.Handle)
 	})
 	g.Go("recovery worker", func(ctx context.Context) error {
 		return payments.RunRecovery(ctx, svc, cfg.RecoveryInterval, cfg.RecoveryAfter, p.Logger)
