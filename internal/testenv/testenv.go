@@ -34,7 +34,7 @@ import (
 const DatabaseURLEnv = "PAYONCE_TEST_DATABASE_URL"
 
 // NATSURLEnv names an existing NATS server with JetStream to use instead of
-// an embedded one.
+// a fresh one per test.
 const NATSURLEnv = "PAYONCE_TEST_NATS_URL"
 
 var shared struct {
@@ -127,8 +127,9 @@ func NewPool(t testing.TB) (*pgxpool.Pool, string) {
 }
 
 // NATS returns the URL of a NATS server with JetStream for this test: a
-// fresh embedded server (so streams never leak between tests), or the one
-// named by PAYONCE_TEST_NATS_URL.
+// fresh server (so streams never leak between tests), embedded or, when
+// PAYONCE_NATS_SERVER names a nats-server binary (make test builds one),
+// a child process; or the one named by PAYONCE_TEST_NATS_URL.
 func NATS(t testing.TB) string {
 	t.Helper()
 	if u := os.Getenv(NATSURLEnv); u != "" {
