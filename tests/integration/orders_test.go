@@ -421,23 +421,10 @@ func TestRedeliveryAndCrashesMoveOrdersOnce(t *testing.T) {
 		return at
 	}
 	updatedAt = readUpdated()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStream(t, natsURL)
 	ev := events.PaymentOutcomeEvent{EventID: "replayed-outcome-of-" + o.ID, PaymentID: payments.PaymentIDForOrder(o.ID), OrderID: o.ID,
 		CustomerID: "cust-crashy", Amount: o.Total, Currency: "EUR", Status: "failed", FailureReason: "a late, contradicting duplicate"}
-	data, _ := json.Marshal(ev)
-	for i := range 10 {
-		msg := nats.NewMsg(events.PaymentFailed)
-		msg.Data = data
-		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dup-%d", i))
-		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishCopies(t, js, events.PaymentFailed, ev, "dup", 10)
 	eventually(t, 30*time.Second, "the ten deliveries to be recorded", func() bool {
 		return dbCount(t, ord.dbURL, `SELECT count(*) FROM inbox WHERE message_id = $1`, ev.EventID) == 1 && consumerDone(t, js, "PAYMENTS", "orders-payment-outcomes")
 	})
@@ -446,6 +433,40 @@ func TestRedeliveryAndCrashesMoveOrdersOnce(t *testing.T) {
 	}
 	if !readUpdated().Equal(updatedAt) {
 		t.Fatal("the duplicates touched the order")
+	}
+}
+
+// jetStream connects to the test's NATS server for the rest of the test.
+func jetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// publishCopies publishes ev on subject n times, each copy with its own
+// Nats-Msg-Id (idPrefix-0, idPrefix-1, ...), so JetStream's de-duplication
+// lets every copy through and only the consumer can drop them.
+func publishCopies(t *testing.T, js jetstream.JetStream, subject string, ev any, idPrefix string, n int) {
+	t.Helper()
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		msg := nats.NewMsg(subject)
+		msg.Data = data
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", idPrefix, i))
+		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -558,22 +579,9 @@ func TestPaymentForACancelledOrderIsRefunded(t *testing.T) {
 
 	// The refund request, delivered three more times past JetStream's
 	// de-duplication, refunds nothing more.
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	data, _ := json.Marshal(events.RefundRequestedEvent{EventID: "replayed-refund-of-" + o.ID, OrderID: o.ID, PaymentID: paymentID,
-		CustomerID: "cust-cancel-race", Amount: o.Total, Currency: "EUR", Reason: "a duplicate"})
-	for i := range 3 {
-		msg := nats.NewMsg(events.OrderRefundRequested)
-		msg.Data = data
-		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dup-refund-%d", i))
-		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	js := jetStream(t, s.natsURL)
+	publishCopies(t, js, events.OrderRefundRequested, events.RefundRequestedEvent{EventID: "replayed-refund-of-" + o.ID, OrderID: o.ID, PaymentID: paymentID,
+		CustomerID: "cust-cancel-race", Amount: o.Total, Currency: "EUR", Reason: "a duplicate"}, "dup-refund", 3)
 	eventually(t, 30*time.Second, "the duplicates to be consumed", func() bool {
 		return consumerDone(t, js, "ORDERS", "payments-orders-refunds")
 	})
@@ -595,13 +603,8 @@ func TestPaymentForACancelledOrderIsRefunded(t *testing.T) {
 
 	// A refund request that does not name its order's payment is refused
 	// (terminated, not retried) and refunds nothing.
-	bad, _ := json.Marshal(events.RefundRequestedEvent{EventID: "bad-refund", OrderID: o.ID, PaymentID: "00000000-0000-0000-0000-000000000000", Amount: o.Total})
-	msg := nats.NewMsg(events.OrderRefundRequested)
-	msg.Data = bad
-	msg.Header.Set(jetstream.MsgIDHeader, "bad-refund")
-	if _, err := js.PublishMsg(context.Background(), msg); err != nil {
-		t.Fatal(err)
-	}
+	publishCopies(t, js, events.OrderRefundRequested, events.RefundRequestedEvent{EventID: "bad-refund", OrderID: o.ID,
+		PaymentID: "00000000-0000-0000-0000-000000000000", Amount: o.Total}, "bad-refund", 1)
 	eventually(t, 30*time.Second, "the bad request to be consumed", func() bool {
 		return consumerDone(t, js, "ORDERS", "payments-orders-refunds")
 	})
