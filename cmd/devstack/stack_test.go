@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,8 +93,10 @@ func startStack(t *testing.T) *runningStack {
 		}
 	})
 
+	// Any line, not the last one: a service may log right after the
+	// stack is ready, before this wakes up to look.
 	ready, err := s.out.waitFor(3*time.Minute, func(lines []string) bool {
-		return len(lines) > 0 && strings.HasPrefix(lines[len(lines)-1], "devstack: press Ctrl-C")
+		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "devstack: press Ctrl-C") })
 	})
 	if !ready {
 		t.Fatalf("devstack was not ready within 3 minutes (%v)", err)
