@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/payonce/payonce/internal/errs"
 )
@@ -50,4 +51,28 @@ func IsUUID(s string) bool {
 	}
 	_, err := uuid.Parse(s)
 	return err == nil
+}
+
+// Collect reads one page from rows, which must hold up to limit+1 items
+// ordered by (created_at, id) descending: it returns at most limit items
+// and, when the extra row shows there is more, the cursor of the last one.
+// scan reads one item; key gives its (created_at, id).
+func Collect[T any](rows pgx.Rows, limit int, scan func(pgx.Row) (T, error), key func(T) (time.Time, string)) ([]T, string, error) {
+	defer rows.Close()
+	items := []T{}
+	for rows.Next() {
+		it, err := scan(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	if len(items) <= limit {
+		return items, "", nil
+	}
+	items = items[:limit]
+	return items, Encode(key(items[limit-1])), nil
 }

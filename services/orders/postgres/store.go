@@ -118,22 +118,11 @@ func (s *Store) CustomerOrders(ctx context.Context, customerID string, page orde
 	if err != nil {
 		return orders.OrderList{}, fmt.Errorf("list orders: %w", err)
 	}
-	defer rows.Close()
-	list := orders.OrderList{Orders: []orders.Order{}}
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return orders.OrderList{}, err
-		}
-		list.Orders = append(list.Orders, o)
-	}
-	if err := rows.Err(); err != nil {
+	list := orders.OrderList{}
+	list.Orders, list.Next, err = cursor.Collect(rows, page.Limit, scanOrder,
+		func(o orders.Order) (time.Time, string) { return o.CreatedAt, o.ID })
+	if err != nil {
 		return orders.OrderList{}, err
-	}
-	if len(list.Orders) > page.Limit {
-		list.Orders = list.Orders[:page.Limit]
-		last := list.Orders[page.Limit-1]
-		list.Next = cursor.Encode(last.CreatedAt, last.ID)
 	}
 	return list, nil
 }

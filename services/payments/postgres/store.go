@@ -141,22 +141,11 @@ func (s *Store) CustomerPayments(ctx context.Context, customerID string, page pa
 	if err != nil {
 		return payments.PaymentList{}, fmt.Errorf("list payments: %w", err)
 	}
-	defer rows.Close()
-	list := payments.PaymentList{Payments: []payments.Payment{}}
-	for rows.Next() {
-		p, err := scanPayment(rows)
-		if err != nil {
-			return payments.PaymentList{}, err
-		}
-		list.Payments = append(list.Payments, p)
-	}
-	if err := rows.Err(); err != nil {
+	list := payments.PaymentList{}
+	list.Payments, list.Next, err = cursor.Collect(rows, page.Limit, scanPayment,
+		func(p payments.Payment) (time.Time, string) { return p.CreatedAt, p.ID })
+	if err != nil {
 		return payments.PaymentList{}, err
-	}
-	if len(list.Payments) > page.Limit {
-		list.Payments = list.Payments[:page.Limit]
-		last := list.Payments[page.Limit-1]
-		list.Next = cursor.Encode(last.CreatedAt, last.ID)
 	}
 	return list, nil
 }
