@@ -106,10 +106,11 @@ type Store interface {
 	// and returns the order as it now stands and whether it moved.
 	Transition(ctx context.Context, id string, from, to Status, paymentID, reason string) (Order, bool, error)
 	// ApplyOutcome records the event in the inbox and, if it is new and
-	// the order is pending, moves the order; all in one transaction. A new
-	// success for an order cancelled meanwhile writes an
-	// orders.refund_requested event in that transaction instead.
-	ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent, to Status) (applied bool, err error)
+	// the order is pending, moves the order (applied); all in one
+	// transaction. A new success for an order cancelled meanwhile writes an
+	// orders.refund_requested event in that transaction instead
+	// (refundRequested).
+	ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent, to Status) (applied, refundRequested bool, err error)
 }
 
 var idNamespace = uuid.MustParse("8d1a3c55-2f4b-4f0e-9b7e-0c6d3e2a9f11")

@@ -157,20 +157,17 @@ func (s *service) ApplyPaymentOutcome(ctx context.Context, ev events.PaymentOutc
 	ctx, span := s.tracer.Start(ctx, "orders.apply_payment_outcome", trace.WithAttributes(
 		attribute.String("order.id", ev.OrderID), attribute.String("payment.status", ev.Status)))
 	defer span.End()
-	applied, err := s.store.ApplyOutcome(ctx, ev, to)
+	applied, refund, err := s.store.ApplyOutcome(ctx, ev, to)
 	if err != nil {
 		return err
 	}
-	span.SetAttributes(attribute.Bool("inbox.applied", applied))
-	if !applied {
-		o, err := s.store.Order(ctx, ev.OrderID)
-		if err == nil && o.Status != to && o.Status == Cancelled && to == Paid {
-			// The customer cancelled while the charge was in flight. The
-			// store wrote an orders.refund_requested event with the inbox
-			// row; payments refunds the capture in full.
-			s.logger.WarnContext(ctx, "payment succeeded for a cancelled order; refund requested",
-				"order_id", ev.OrderID, "payment_id", ev.PaymentID)
-		}
+	span.SetAttributes(attribute.Bool("inbox.applied", applied), attribute.Bool("order.refund_requested", refund))
+	if refund {
+		// The customer cancelled while the charge was in flight. The
+		// store wrote an orders.refund_requested event with the inbox
+		// row; payments refunds the capture in full.
+		s.logger.WarnContext(ctx, "payment succeeded for a cancelled order; refund requested",
+			"order_id", ev.OrderID, "payment_id", ev.PaymentID)
 	}
 	return nil
 }

@@ -153,9 +153,8 @@ func (s *Store) Transition(ctx context.Context, id string, from, to orders.Statu
 
 // ApplyOutcome implements orders.Store: the inbox row and the move commit
 // together, so a redelivered outcome finds its inbox row and moves nothing.
-func (s *Store) ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent, to orders.Status) (bool, error) {
-	applied, refund := false, false
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Store) ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent, to orders.Status) (applied, refund bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, message_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 			InboxConsumer, ev.EventID, ev.Subject())
 		if err != nil {
@@ -179,10 +178,13 @@ func (s *Store) ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent,
 		refund, err = s.requestRefundIfCancelled(ctx, tx, ev)
 		return err
 	})
-	if err == nil && refund {
+	if err != nil {
+		return false, false, err
+	}
+	if refund {
 		s.OnOutboxWrite()
 	}
-	return applied, err
+	return applied, refund, nil
 }
 
 // requestRefundIfCancelled handles a payment that succeeded for an order
