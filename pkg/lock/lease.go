@@ -98,7 +98,7 @@ func (l *Lease) refresh(ctx context.Context, revive bool) error {
 	ctx, span := l.c.tracer.Start(ctx, "lock.keepalive")
 	defer span.End()
 	sentAt := time.Now()
-	err := l.c.call(ctx, http.MethodPost, "/v1/locks/"+url.PathEscape(l.name)+"/leases/"+url.PathEscape(l.id)+"/keepalive", nil, http.StatusOK, nil)
+	err := l.c.call(ctx, http.MethodPost, l.path()+"/keepalive", nil, http.StatusOK, nil)
 	if err != nil {
 		return err
 	}
@@ -115,6 +115,16 @@ func (l *Lease) refresh(ctx context.Context, revive bool) error {
 	return nil
 }
 
+// path is the lease's resource on the coordinator.
+func (l *Lease) path() string {
+	return "/v1/locks/" + url.PathEscape(l.name) + "/leases/" + url.PathEscape(l.id)
+}
+
+// release ends the lease on the server.
+func (l *Lease) release(ctx context.Context) error {
+	return l.c.call(ctx, http.MethodDelete, l.path(), nil, http.StatusNoContent, nil)
+}
+
 // abandon gives up a lease that Acquire granted but will not hand out:
 // it is marked lost and released on the server, so that the lock does not
 // stay taken for a whole TTL by a lease nobody holds (waiters queued
@@ -126,7 +136,7 @@ func (l *Lease) abandon(ctx context.Context, cause error) {
 	close(l.finished) // no keepalive loop runs for it
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	_ = l.c.call(ctx, http.MethodDelete, "/v1/locks/"+url.PathEscape(l.name)+"/leases/"+url.PathEscape(l.id), nil, http.StatusNoContent, nil)
+	_ = l.release(ctx)
 }
 
 // run keeps the lease alive every ttl/3 and closes Done at the client-side
@@ -175,7 +185,7 @@ func (l *Lease) Release(ctx context.Context) error {
 	if err := l.Err(); err != nil {
 		return err
 	}
-	err := l.c.call(ctx, http.MethodDelete, "/v1/locks/"+url.PathEscape(l.name)+"/leases/"+url.PathEscape(l.id), nil, http.StatusNoContent, nil)
+	err := l.release(ctx)
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		// The lease may still be held: it ends at its TTL on the server.
 		l.lose(ErrLeaseLost)
