@@ -24,6 +24,8 @@ type View struct {
 	At time.Time `json:"at"`
 	// Seq numbers the views; the page uses it to count updates.
 	Seq uint64 `json:"seq"`
+	// ReadMS is how long reading the stack for this view took.
+	ReadMS int64 `json:"read_ms"`
 	// DevMode tells the page whether to offer actions at all.
 	DevMode bool `json:"dev_mode"`
 	// Control tells whether process actions go through a dev stack control
@@ -84,7 +86,11 @@ type NodeStatus struct {
 type LockView struct {
 	Name    string `json:"name"`
 	Waiters int    `json:"waiters"`
-	Holder  *struct {
+	// Released is set by the console on a lock it saw held a moment ago and
+	// no longer sees: a charge is short, and a learner should still see its
+	// token.
+	Released bool `json:"released,omitempty"`
+	Holder   *struct {
 		Owner       string `json:"owner"`
 		Token       uint64 `json:"token"`
 		TTLMS       int64  `json:"ttl_ms"`

@@ -24,6 +24,9 @@ const (
 	// movedFor is how long the slots of a membership change stay marked as
 	// moved, so the page can animate them.
 	movedFor = 10 * time.Second
+	// releasedFor is how long a released lock stays on the page.
+	releasedFor = 30 * time.Second
+	maxLocks    = 20
 )
 
 // Config configures a Console.
@@ -61,6 +64,12 @@ type Console struct {
 	moved     map[string]RingView // service -> the last move seen (Moved, MovedAt)
 	keys      []KeyCounts
 	storms    []StormResult
+	locksSeen map[string]seenLock // by name: the last grant seen, and when
+}
+
+type seenLock struct {
+	lock LockView
+	at   time.Time
 }
 
 // New returns a console; Run makes it read the stack.
@@ -74,11 +83,14 @@ func New(cfg Config) *Console {
 	c := &Console{
 		cfg: cfg, subs: map[chan View]struct{}{}, timelines: map[string][]Transition{},
 		traces: map[string]string{}, rings: map[string]*ring.Snapshot{}, moved: map[string]RingView{},
+		locksSeen: map[string]seenLock{},
 	}
 	for _, id := range cfg.Customers {
 		c.Watch(id)
 	}
-	c.view = View{DevMode: cfg.DevMode, Control: cfg.Control != nil, JaegerURL: cfg.JaegerURL}
+	c.view = View{DevMode: cfg.DevMode, Control: cfg.Control != nil, JaegerURL: cfg.JaegerURL,
+		Coordinators: []CoordinatorNode{}, Locks: []LockView{}, Rings: []RingView{}, Orders: []Record{}, Payments: []Record{},
+		Idempotency: []IdempotencyCounts{}, Keys: []KeyCounts{}, Storms: []StormResult{}, Problems: []string{}}
 	return c
 }
 
@@ -168,6 +180,7 @@ func (c *Console) Lookup(customerID string) ([]Placement, error) {
 // Refresh reads the stack once, publishes the new view and returns it. Parts
 // that do not answer are listed in the view's Problems; the rest is shown.
 func (c *Console) Refresh(ctx context.Context) View {
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, max(2*time.Second, c.cfg.Interval))
 	defer cancel()
 	v := View{DevMode: c.cfg.DevMode, Control: c.cfg.Control != nil, JaegerURL: c.cfg.JaegerURL,
@@ -284,10 +297,12 @@ func (c *Console) Refresh(ctx context.Context) View {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v.Orders, v.Payments = c.records(ords, pays)
+	v.Locks = c.withReleased(v.Locks)
 	v.Keys = slices.Clone(c.keys)
 	v.Storms = slices.Clone(c.storms)
 	v.Seq = c.view.Seq + 1
 	v.At = time.Now()
+	v.ReadMS = v.At.Sub(began).Milliseconds()
 	c.view = v
 	for ch := range c.subs {
 		select { // keep only the latest view for a slow reader
@@ -428,4 +443,38 @@ func (c *Console) records(ords []Order, pays []Payment) (orders, payments []Reco
 	}
 	c.timelines = keep
 	return orders, payments
+}
+
+// withReleased adds to the held locks the ones seen held within
+// releasedFor and not held now, marked released. Called with c.mu held.
+func (c *Console) withReleased(held []LockView) []LockView {
+	now := time.Now()
+	out := slices.Clone(held)
+	for _, l := range held {
+		c.locksSeen[l.Name] = seenLock{lock: l, at: now}
+	}
+	for name, s := range c.locksSeen {
+		if now.Sub(s.at) > releasedFor {
+			delete(c.locksSeen, name)
+			continue
+		}
+		if !slices.ContainsFunc(held, func(l LockView) bool { return l.Name == name }) {
+			l := s.lock
+			l.Released, l.Waiters = true, 0
+			out = append(out, l)
+		}
+	}
+	slices.SortFunc(out, func(a, b LockView) int {
+		if a.Released != b.Released {
+			if a.Released {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	if len(out) > maxLocks {
+		out = out[:maxLocks]
+	}
+	return out
 }

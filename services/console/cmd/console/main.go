@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/telemetry"
@@ -116,10 +118,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	go func() { _ = c.Run(ctx) }()
 
 	handler := httpkit.Router(httpkit.RouterConfig{
-		API:            consolehttp.NewHandler(c, cfg.DevMode, tel.Logger),
-		Metrics:        tel.MetricsHandler(),
-		TracerProvider: tel.TracerProvider,
-		Propagator:     tel.Propagator,
+		API:     consolehttp.NewHandler(c, cfg.DevMode, tel.Logger),
+		Metrics: tel.MetricsHandler(),
+		// The page's own requests (a view stream lasts as long as the tab)
+		// are not traced: the traces a learner opens are the stack's. A
+		// storm's requests carry the trace the console starts for it.
+		TracerProvider: noop.NewTracerProvider(),
 		Logger:         tel.Logger,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)

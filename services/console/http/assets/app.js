@@ -6,6 +6,7 @@ const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const colors = ["#2563eb", "#d97706", "#059669", "#9333ea", "#dc2626", "#0891b2", "#65a30d", "#db2777"];
 const short = (id) => esc(String(id || "").slice(0, 8));
+const arr = (x) => x || [];
 const money = (n, cur) => esc((n / 100).toFixed(2) + " " + (cur || ""));
 
 let view = null;
@@ -37,7 +38,7 @@ function rows(tbody, html) { $(tbody).innerHTML = html.join(""); }
 
 function renderRaft(v) {
   $("#leader").textContent = v.leader_id || "none";
-  rows("#raft tbody", v.coordinators.map((n) => {
+  rows("#raft tbody", arr(v.coordinators).map((n) => {
     if (!n.up) return `<tr class="down"><td>${esc(n.url)}</td><td colspan="6">not answering</td></tr>`;
     return `<tr class="${n.state === "Leader" ? "leader" : ""}" data-node="${esc(n.id)}"><td>${esc(n.id)}</td><td>${esc(n.state)}</td>` +
       `<td>${n.term}</td><td>${n.last_log_index}</td><td>${n.commit_index}</td><td>${n.applied_index}</td><td>${esc((n.voters || []).join(" "))}</td></tr>`;
@@ -53,20 +54,21 @@ function arc(cx, cy, r0, r1, a0, a1) {
 }
 
 function renderRing(rv, processes) {
-  const n = rv.owners.length;
+  const owners = arr(rv.owners);
+  const n = owners.length;
   const moved = new Set(rv.moved || []);
   let paths = "";
   // One path per run of adjacent slots with the same owner (and the same
   // moved flag): a few dozen elements instead of one per slot.
   for (let i = 0; i < n;) {
     let j = i;
-    while (j + 1 < n && rv.owners[j + 1] === rv.owners[i] && moved.has(j + 1) === moved.has(i)) j++;
+    while (j + 1 < n && owners[j + 1] === owners[i] && moved.has(j + 1) === moved.has(i)) j++;
     const a0 = (2 * Math.PI * i) / n, a1 = (2 * Math.PI * (j + 1)) / n;
-    paths += `<path d="${arc(95, 95, 55, 90, a0, a1)}" fill="${colors[rv.owners[i] % colors.length]}"${moved.has(i) ? ' class="moved"' : ""}></path>`;
+    paths += `<path d="${arc(95, 95, 55, 90, a0, a1)}" fill="${colors[owners[i] % colors.length]}"${moved.has(i) ? ' class="moved"' : ""}></path>`;
     i = j + 1;
   }
   const byName = Object.fromEntries((processes || []).map((p) => [p.name, p]));
-  const members = rv.members.map((m, i) => {
+  const members = arr(rv.members).map((m, i) => {
     const p = byName[m.name];
     const buttons = rv.service === "payments" || rv.service === "orders"
       ? ` <button class="dev-btn" data-stop="${esc(m.name)}">stop</button> <button class="dev-btn" data-pause="${esc(m.name)}">pause past lease</button>` : "";
@@ -83,27 +85,28 @@ function renderRing(rv, processes) {
 
 function renderRings(v) {
   $("#rings").className = "rings";
-  $("#rings").innerHTML = v.rings.map((rv) => renderRing(rv, v.processes)).join("");
+  $("#rings").innerHTML = arr(v.rings).map((rv) => renderRing(rv, v.processes)).join("");
 }
 
 function renderLocks(v) {
-  rows("#locks tbody", v.locks.map((l) => {
+  rows("#locks tbody", arr(v.locks).map((l) => {
     const h = l.holder || {};
     const w = h.ttl_ms ? Math.round((80 * h.remaining_ms) / h.ttl_ms) : 0;
-    return `<tr><td>${esc(l.name)}</td><td>${esc(h.owner)}</td><td>${h.token ?? ""}</td>` +
-      `<td><span class="ttl" style="width:${w}px"></span> ${(h.remaining_ms / 1000).toFixed(1)} s</td><td>${l.waiters}</td></tr>`;
+    const left = l.released ? "released" : `<span class="ttl" style="width:${w}px"></span> ${(h.remaining_ms / 1000).toFixed(1)} s`;
+    return `<tr class="${l.released ? "muted" : "held"}"><td>${esc(l.name)}</td><td>${esc(h.owner)}</td><td>${h.token ?? ""}</td>` +
+      `<td>${left}</td><td>${l.waiters}</td></tr>`;
   }));
 }
 
 function renderStorms(v) {
-  rows("#storms tbody", v.storms.map((s) => {
+  rows("#storms tbody", arr(v.storms).map((s) => {
     const charges = s.charges < 0 ? "…" : `<span class="${s.charges === 1 && s.orders === 1 ? "ok" : "bad"}">${s.charges}</span>`;
     const a = s.answers;
     return `<tr data-storm="${esc(s.id)}" data-done="${s.done}"><td>${esc(s.key)}</td><td>${a.first}</td><td>${a.replayed}</td><td>${a.in_flight}</td>` +
       `<td>${a.mismatched}</td><td>${a.failed}</td><td class="${s.orders === 1 ? "ok" : "bad"}">${s.orders}</td>` +
       `<td>${short(s.order_id)} ${esc(s.order_status)}</td><td class="charges">${charges}${s.error ? ` <span class="bad">${esc(s.error)}</span>` : ""}</td></tr>`;
   }));
-  rows("#idem tbody", v.idempotency.map((n) =>
+  rows("#idem tbody", arr(v.idempotency).map((n) =>
     `<tr><td>${esc(n.instance)}</td><td>${n.first}</td><td>${n.replayed}</td><td>${n.in_flight}</td><td>${n.mismatched}</td></tr>`));
 }
 
@@ -128,10 +131,10 @@ function traceLink(v, id) {
 
 function renderRecords(v) {
   const render = (r) => `<tr><td><code>${short(r.id)}</code></td><td>${esc(r.customer_id)}</td><td>${money(r.amount, r.currency)}</td>` +
-    `<td class="wrap">${r.timeline.map((t) => `<span class="chip ${esc(t.status)}" title="${esc(t.at)}">${esc(t.status)}</span>`).join("→")}</td>` +
+    `<td class="wrap">${arr(r.timeline).map((t) => `<span class="chip ${esc(t.status)}" title="${esc(t.at)}">${esc(t.status)}</span>`).join("→")}</td>` +
     `<td>${traceLink(v, r.trace_id)}</td></tr>`;
-  rows("#orders tbody", v.orders.map(render));
-  rows("#payments tbody", v.payments.map(render));
+  rows("#orders tbody", arr(v.orders).map(render));
+  rows("#payments tbody", arr(v.payments).map(render));
 }
 
 function render(v) {
@@ -149,7 +152,7 @@ function render(v) {
   rows("#problems", (v.problems || []).map((p) => `<li>${esc(p)}</li>`));
   const now = Date.now();
   updates = updates.filter((t) => now - t < 10000).concat(now);
-  $("#rate").textContent = `view #${v.seq} · ${(updates.length / 10).toFixed(1)} updates/s`;
+  $("#rate").textContent = `view #${v.seq} · ${(updates.length / 10).toFixed(1)} updates/s · read in ${v.read_ms} ms`;
   document.body.dataset.seq = v.seq;
 }
 
