@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/services/console"
 )
@@ -23,8 +24,12 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// DevModeOffType is the problem type of an action refused outside dev mode.
-const DevModeOffType = httpkit.ProblemTypeBase + "console-dev-mode-off"
+// TypeDevModeOff names the problem of an action refused outside dev mode
+// (docs/problems.md); DevModeOffType is its full type URI.
+const (
+	TypeDevModeOff = "console-dev-mode-off"
+	DevModeOffType = httpkit.ProblemTypeBase + TypeDevModeOff
+)
 
 // Console is what the handler serves: the domain's reads and actions.
 type Console interface {
@@ -113,9 +118,8 @@ func NewHandler(c Console, devMode bool, logger *slog.Logger) http.Handler {
 			// preflight, which the console never grants: a page elsewhere
 			// cannot make a visitor's browser press the console's buttons.
 			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-				httpkit.WriteProblem(w, httpkit.Problem{Type: httpkit.ProblemTypeBase + "unsupported-media-type",
-					Title: http.StatusText(http.StatusUnsupportedMediaType), Status: http.StatusUnsupportedMediaType,
-					Detail: "actions take Content-Type: application/json"})
+				httpkit.ErrorEncoder(r.Context(), errs.E(errs.Invalid, "actions take Content-Type: application/json").
+					WithType("unsupported-media-type"), w)
 				return
 			}
 			out, err := act(r)

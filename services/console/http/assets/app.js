@@ -11,6 +11,8 @@ const money = (n, cur) => esc((n / 100).toFixed(2) + " " + (cur || ""));
 
 let view = null;
 let updates = [];
+// Render times, for the load program (bench/console) to read.
+window.consoleStats = {renders: 0, totalMs: 0, maxMs: 0};
 
 function setNotice(text, bad) {
   const n = $("#notice");
@@ -138,6 +140,7 @@ function renderRecords(v) {
 }
 
 function render(v) {
+  const t0 = performance.now();
   view = v;
   document.body.classList.toggle("readonly", !v.dev_mode);
   $("#mode").textContent = v.dev_mode ? (v.control ? "dev mode · dev stack" : "dev mode · compose") : "read only";
@@ -154,6 +157,9 @@ function render(v) {
   updates = updates.filter((t) => now - t < 10000).concat(now);
   $("#rate").textContent = `view #${v.seq} · ${(updates.length / 10).toFixed(1)} updates/s · read in ${v.read_ms} ms`;
   document.body.dataset.seq = v.seq;
+  const ms = performance.now() - t0;
+  const st = window.consoleStats;
+  st.renders++; st.totalMs += ms; st.maxMs = Math.max(st.maxMs, ms);
 }
 
 function connect() {
