@@ -254,4 +254,3 @@ func shrinkPNG(data []byte) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
-
