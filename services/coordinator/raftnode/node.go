@@ -83,6 +83,10 @@ type Config struct {
 	// WrapTransport, if set, wraps the transport; tests use it to inject
 	// network faults.
 	WrapTransport func(raft.Transport) raft.Transport
+
+	// beforeApply, if set, runs on the FSM goroutine before each batch is
+	// applied; tests block in it to hold a replica's machine behind its log.
+	beforeApply func()
 }
 
 // Raft timing defaults. hashicorp/raft's own (1s, 1s, 500ms) suit WAN
@@ -227,7 +231,7 @@ func Open(cfg Config) (*Node, error) {
 		tracer: otel.Tracer("github.com/payonce/payonce/services/coordinator/raftnode"), metrics: cfg.Metrics,
 		observations: make(chan raft.Observation, 16), stop: make(chan struct{}),
 	}
-	r, err := raft.NewRaft(rc, &batchFSM{m: n.machine, metrics: cfg.Metrics}, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, &batchFSM{m: n.machine, metrics: cfg.Metrics, beforeApply: cfg.beforeApply}, logs, store, snaps, trans)
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)
@@ -368,7 +372,14 @@ func (e *NotLeaderError) Unwrap() error { return coordinator.ErrNotLeader }
 
 // ReadBarrier makes the next read of the machine linearizable: it confirms
 // this node is still the leader (a round trip to a majority) and waits until
-// every entry it had appended before that is applied locally.
+// the machine itself has applied every entry the leader had appended before
+// that. It compares against the machine's own applied index, never against
+// raft.AppliedIndex: hashicorp/raft advances that as soon as an entry is
+// queued for the FSM goroutine, so a new leader whose FSM is behind (a GC
+// pause, a large batch) would pass it and answer from old state. When the
+// machine is behind, or the last entry is one the machine never sees (the
+// no-op a new leader appends), it waits on a Barrier, which resolves only
+// after the FSM has applied everything before it. Every wait ends with ctx.
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	ctx, span := n.tracer.Start(ctx, "raft.read_barrier")
 	defer span.End()
@@ -376,20 +387,51 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 		return n.notLeader()
 	}
 	readIndex := n.raft.LastIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	if err := n.await(ctx, n.raft.VerifyLeader()); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return err
 	}
-	if n.raft.AppliedIndex() >= readIndex {
+	if n.machine.Index() >= readIndex {
 		return nil
 	}
-	timeout := 5 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(d), time.Millisecond)
-	}
-	if err := n.raft.Barrier(timeout).Error(); err != nil {
-		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	// The barrier entry commits after everything before it, and its future
+	// resolves on the FSM goroutine after the machine has applied all of
+	// that (barriers and no-ops themselves never reach the machine, so its
+	// index may stay below the log's).
+	if err := n.await(ctx, n.raft.Barrier(n.timeout(ctx))); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return err
 	}
 	return nil
+}
+
+// timeout is how long hashicorp/raft may take to enqueue a request: what is
+// left of ctx, or 5 s.
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return 5 * time.Second
+}
+
+// await waits for a leadership check or barrier beside ctx and shutdown (a
+// future is resolved only when Raft gets to it, which a held-back FSM or a
+// lost majority can delay indefinitely). Failing to confirm is reported as
+// not-leader or unconfirmed, both of which a client retries.
+func (n *Node) await(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("%w (%v)", n.notLeader(), err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%v)", coordinator.ErrUnconfirmed, context.Cause(ctx))
+	case <-n.stop:
+		return fmt.Errorf("%w (node shutting down)", coordinator.ErrUnconfirmed)
+	}
 }
 
 // Machine returns the node's state machine, for reads.
@@ -407,8 +449,9 @@ func (n *Node) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
-// AppliedIndex returns the index of the last entry applied to the machine.
-func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+// AppliedIndex returns the index of the last entry the machine has applied
+// (the machine's own count, not hashicorp/raft's, which runs ahead of it).
+func (n *Node) AppliedIndex() uint64 { return n.machine.Index() }
 
 // Snapshot takes a snapshot now (and truncates the log behind it).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
