@@ -63,8 +63,9 @@ type Config struct {
 	// TrailingLogs is how many entries a snapshot leaves in the log so that
 	// slightly lagging followers catch up without a snapshot install.
 	TrailingLogs uint64
-	// TickInterval is how often the leader checks for something to expire;
-	// it bounds how late (never how early) a lease ends. Default 100ms.
+	// TickInterval is how often the leader writes a tick while anything can
+	// expire; a lease ends at most one interval (plus one election, across a
+	// failover) late, never early. Default 100ms.
 	TickInterval time.Duration
 	// NoSync skips fsync of the log (bolt store only): only for benchmarks
 	// that compare with a system configured the same way. Never in
@@ -253,8 +254,19 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) now() int64 { return int64(time.Since(n.origin)) }
 
 // leaderDuties proposes tick entries while this node leads: one at once when
-// it becomes leader (which rebases log time to its clock) and then whenever
-// something is due to expire.
+// it becomes leader (which rebases log time to its clock) and then one every
+// TickInterval while anything can expire.
+//
+// The periodic tick is what bounds a lease's lateness across a failover. Log
+// time moves only when an entry is applied, and a new leader continues it
+// from the last applied entry (see the fsm package). If the old leader wrote
+// nothing for a while (ticks only when something was due), that idle gap was
+// lost at the failover and a crashed holder's lease outlived its TTL by the
+// gap, up to a whole TTL. With an entry at least every TickInterval, log time
+// lags real time by at most one interval, so a lease ends at most one
+// TickInterval plus one election after its deadline. The cost is one small
+// log write per interval while leases, waits or registrations exist; an
+// empty cluster writes nothing.
 func (n *Node) leaderDuties() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(n.cfg.TickInterval)
@@ -277,12 +289,12 @@ func (n *Node) leaderDuties() {
 			if n.metrics != nil {
 				n.metrics.ActiveLeases.Set(float64(n.machine.ActiveLeases()))
 			}
-			term, offset, _ := n.machine.Clock()
-			deadline, ok := n.machine.NextDeadline()
-			// Until this term's first entry is applied the offset belongs to
-			// the old leader, so tick to rebase; afterwards tick only when
-			// something is due by this leader's clock.
-			if term != n.raft.CurrentTerm() || (ok && deadline+offset <= n.now()) {
+			term, _, _ := n.machine.Clock()
+			_, pending := n.machine.NextDeadline()
+			// Until this term's first entry is applied the clock belongs to
+			// the old leader, so tick to rebase it; afterwards tick while
+			// anything can expire.
+			if term != n.raft.CurrentTerm() || pending {
 				n.tick()
 			}
 		}
