@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/payonce/payonce/internal/eventbus"
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/testenv"
 	"github.com/payonce/payonce/services/payments"
@@ -30,6 +33,26 @@ func terminations(t *testing.T, natsURL, stream, durable string) *atomic.Int64 {
 		t.Fatal(err)
 	}
 	return &n
+}
+
+// deadLetters counts the messages durable dead-lettered: the copies kept
+// whole in the DEADLETTER stream.
+func deadLetters(t *testing.T, js jetstream.JetStream, durable string) int {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, eventbus.DeadLetterStream)
+	if err != nil {
+		return 0
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(eventbus.DeadLetterSubjectPrefix+durable+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n
 }
 
 // TestForgedPaymentOutcomesMoveNothing: with no payments service running,
@@ -74,6 +97,9 @@ func TestForgedPaymentOutcomesMoveNothing(t *testing.T) {
 	eventually(t, 30*time.Second, "every forged outcome to be terminated", func() bool {
 		return terminated.Load() == int64(len(forged)) && consumerDone(t, js, "PAYMENTS", "orders-payment-outcomes")
 	})
+	if got := deadLetters(t, js, "orders-payment-outcomes"); got != len(forged) {
+		t.Fatalf("%d forged outcomes in the dead-letter stream, want %d", got, len(forged))
+	}
 	if got := ord.orderStatus(t, o.ID); got != "pending_payment" {
 		t.Fatalf("order is %s after forged outcomes, want pending_payment", got)
 	}
@@ -118,6 +144,9 @@ func TestForgedOrderCreatedChargesNothing(t *testing.T) {
 	eventually(t, 30*time.Second, "the forged orders to be terminated", func() bool {
 		return terminated.Load() == 3 && consumerDone(t, js, "ORDERS", "payments-orders-created")
 	})
+	if got := deadLetters(t, js, "payments-orders-created"); got != 3 {
+		t.Fatalf("%d forged orders in the dead-letter stream, want 3", got)
+	}
 	if got := len(bank.ledger(t, "", "")); got != 0 {
 		t.Fatalf("forged orders reached the bank: %d ledger entries", got)
 	}

@@ -230,7 +230,8 @@ func TestCustomersArePartitionedOnTheRing(t *testing.T) {
 	forwarded := 0
 	for i := range 100 {
 		customer := fmt.Sprintf("cust-%03d", i)
-		owner, _ := snap.Owner(orders.CustomerKey("shop", customer)) // customers are per caller
+		// Customers are per caller: the ring key is the caller's customer.
+		owner, _ := snap.Owner(orders.CustomerKey("shop", customer))
 		target := i % 2 // alternate entry points
 		r := call("POST", s.orders.urls[target]+"/v1/orders", testAPIKey, "ring-"+customer, newOrder(customer))
 		if r.Status != 201 {
