@@ -63,7 +63,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	store := postgres.NewStore(p.Pool, p.Telemetry.Propagator)
 	store.OnOutboxWrite = p.Relay.Nudge
 	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider))
-	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider)
+	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
+		paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter))
 	svc := payments.NewService(store, coordinator.Locker{Client: locks, Wait: cfg.LockWait}, bank,
 		payments.Config{LockTTL: cfg.LockTTL}, p.Tracer, p.Logger)
 
