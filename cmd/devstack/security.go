@@ -63,8 +63,6 @@ func (s *stack) provisionDatabases(ctx context.Context, pg *localpg.Cluster) (ur
 	return urls, passwordFiles, nil
 }
 
-
-
 // devPKI is the dev stack's CA and the parties it issued certificates to.
 type devPKI struct {
 	dir     string

@@ -64,7 +64,8 @@ func InboxPrefix(service string) string { return "_INBOX_" + service }
 // with the definitions in Streams, every payonce stream (whichever service
 // starts first creates them, as before); update only its own stream and
 // the dead-letter stream; and create, read from and acknowledge only its
-// own durable consumers. Deleting or purging a stream or a consumer is for
+// own durable consumers, and dead-letter what those consumers give up on.
+// Deleting or purging a stream or a consumer is for
 // the admin alone.
 func PermissionsOf(service string) (p Permissions, ok bool) {
 	if service == "admin" {
@@ -88,6 +89,9 @@ func PermissionsOf(service string) (p Permissions, ok bool) {
 			"$JS.API.CONSUMER.INFO."+sd,
 			"$JS.API.CONSUMER.MSG.NEXT."+sd,
 			"$JS.ACK."+sd+".>",
+			// A message it gives up on goes to the dead-letter stream
+			// under its consumer's name (Consumer.deadLetter).
+			DeadLetterSubjectPrefix+c.Durable+".>",
 		)
 	}
 	p.Subscribe = []string{InboxPrefix(service) + ".>"}
@@ -104,7 +108,12 @@ func EnsureStreamsAs(ctx context.Context, js jetstream.JetStream, service string
 	if !ok {
 		return EnsureStreams(ctx, js)
 	}
-	for _, cfg := range Streams() {
+	// The same replica choice as EnsureStreams: follow the deployment.
+	replicas := 1
+	if nc := js.Conn(); nc != nil && nc.ConnectedClusterName() != "" {
+		replicas = ClusterReplicas
+	}
+	for _, cfg := range StreamsFor(replicas) {
 		_, err := js.CreateStream(ctx, cfg)
 		switch {
 		case err == nil:

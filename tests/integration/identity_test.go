@@ -147,7 +147,7 @@ func TestNATSRefusesAnonymousAndWronglyPermissionedPublishers(t *testing.T) {
 	foreignFiles.CA = p.issue(t, bankID).CA // it trusts the real server; the server must not trust it
 	bankFiles := p.issue(t, bankID)
 	for name, files := range map[string]*identity.Files{
-		"anonymous, no TLS":                            nil,
+		"anonymous, no TLS":                             nil,
 		"orders-1's name on a foreign CA's certificate": &foreignFiles,
 		"the bank (a valid party with no NATS user)":    &bankFiles,
 	} {
@@ -239,6 +239,26 @@ func TestNATSRefusesAnonymousAndWronglyPermissionedPublishers(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("the server let payments subscribe to orders' inbox")
+		}
+	})
+
+	t.Run("dead letters only under its own consumers", func(t *testing.T) {
+		files := p.issue(t, orders1)
+		nc, err := natsAs(url, &files, eventbus.InboxPrefix(identity.Orders), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		own := eventbus.DeadLetterSubjectPrefix + "orders-payment-outcomes." + events.PaymentSucceeded
+		if _, err := js.Publish(context.Background(), own, []byte(`{}`)); err != nil {
+			t.Fatalf("orders dead-lettering its own consumer's message: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		forged := eventbus.DeadLetterSubjectPrefix + "payments-orders-created." + events.OrderCreated
+		if _, err := js.Publish(ctx, forged, []byte(`{}`)); err == nil {
+			t.Fatal("orders wrote a dead letter in payments' consumer's name")
 		}
 	})
 
