@@ -163,8 +163,14 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		s.urls = append(s.urls, namedURL{service + " database", databaseURLs[service]})
 	}
 
-	fmt.Fprintln(s.out, "devstack: starting NATS with JetStream")
-	nats, err := localnats.Start(localnats.Options{Port: cfg.NATSPort, StoreDir: filepath.Join(s.tempDir, "jetstream")})
+	// Three nodes, so payonce's streams are replicated (R3) as in
+	// production: an acknowledged event survives the loss of any one node.
+	fmt.Fprintln(s.out, "devstack: starting a 3-node NATS JetStream cluster")
+	var natsPorts []int
+	if cfg.NATSPort != 0 {
+		natsPorts = []int{cfg.NATSPort, cfg.NATSPort + 1, cfg.NATSPort + 2}
+	}
+	nats, err := localnats.StartCluster(localnats.ClusterOptions{Ports: natsPorts, Dir: filepath.Join(s.tempDir, "jetstream")})
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
