@@ -175,7 +175,14 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		return fmt.Errorf("nats: %w", err)
 	}
 	s.onStop(func() error { nats.Shutdown(); return nil })
-	s.urls = append(s.urls, namedURL{"nats", nats.URL()})
+	// One line per node; a client given any of them learns the others.
+	for i, n := range nats.Nodes {
+		name := "nats"
+		if i > 0 {
+			name = fmt.Sprintf("nats-%d", i+1)
+		}
+		s.urls = append(s.urls, namedURL{name, n.URL()})
+	}
 
 	fmt.Fprintln(s.out, "devstack: starting 3 coordinators (Raft)")
 	coordURLs, err := s.startCoordinators(ctx, cfg, bins["coordinator"], common)
@@ -198,6 +205,12 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	if err != nil {
 		return err
 	}
+	// Orders' key at payments: its reconciliation sweeper reads the
+	// payment of an order left pending.
+	ordersKey, err := randomKey()
+	if err != nil {
+		return err
+	}
 	coordinators := "COORDINATOR_URLS=" + strings.Join(coordURLs, ",")
 	fmt.Fprintf(s.out, "devstack: starting %d payments and %d orders instances\n", len(cfg.PaymentsPorts), len(cfg.OrdersPorts))
 	groups := []struct {
@@ -207,13 +220,15 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	}{
 		{"payments", cfg.PaymentsPorts, []string{
 			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
-			"PAYMENTS_API_KEYS=" + DemoCaller + ":" + DemoAPIKey + ",peer:" + peerKey,
+			"PAYMENTS_API_KEYS=" + DemoCaller + ":" + DemoAPIKey + ",peer:" + peerKey + ",orders:" + ordersKey,
 			"PAYMENTS_PEER_API_KEY=" + peerKey,
 			"BANK_URL=" + bankURL,
 		}},
 		{"orders", cfg.OrdersPorts, []string{
 			"ORDERS_DATABASE_URL=" + databaseURLs["orders"],
 			"ORDERS_API_KEYS=" + DemoCaller + ":" + DemoAPIKey,
+			fmt.Sprintf("ORDERS_PAYMENTS_URL=http://127.0.0.1:%d", cfg.PaymentsPorts[0]),
+			"ORDERS_PAYMENTS_API_KEY=" + ordersKey,
 		}},
 	}
 	for _, g := range groups {

@@ -53,6 +53,12 @@ func Write(ctx context.Context, tx pgx.Tx, prop propagation.TextMapPropagator, s
 // a batch and marking it published.
 const FailAfterPublish = "outbox.after_publish"
 
+// FailDropPrefix names the failpoints (internal/failpoint, Once) that make
+// the relay drop one event: "outbox.drop:orders.created" marks the next
+// orders.created row published without publishing it, the way a lost
+// event looks to everyone downstream. Tests use it to show reconciliation.
+const FailDropPrefix = "outbox.drop:"
+
 // Defaults of a Relay's settings.
 const (
 	// DefaultClaimTTL is how long a relay's claim on a batch lasts. A relay
@@ -267,6 +273,8 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		var err error
 		if _, serr := eventbus.StreamOf(x.subject); serr != nil {
 			err = serr // never reaches the server: it would only time out
+		} else if failpoint.Once(FailDropPrefix + x.subject) {
+			r.Logger.WarnContext(ctx, "failpoint: event dropped on purpose", "id", x.id, "subject", x.subject)
 		} else {
 			_, err = r.Publisher.Publish(evCtx, x.subject, x.id, x.payload)
 		}
