@@ -19,6 +19,7 @@ import (
 // REST read, GET /v1/payments/{id}).
 type PaymentView struct {
 	ID            string
+	Caller        string
 	OrderID       string
 	CustomerID    string
 	Amount        int64
@@ -72,6 +73,10 @@ type Sweeper struct {
 	Store    ReconcileStore
 	Service  Service
 	Payments PaymentReader
+	// Seal seals what the sweeper hands on: the re-emitted orders.created,
+	// and the outcome read from payments, which then passes through
+	// Service.ApplyPaymentOutcome and its checks like any outcome.
+	Seal events.SealKey
 	// OlderThan is the age at which a pending order is looked into, and
 	// again after each look. It should exceed a normal charge's duration.
 	OlderThan time.Duration
@@ -154,13 +159,14 @@ func (s *Sweeper) reconcile(ctx context.Context, o Order) (outcome string, err e
 		ev := events.OrderCreatedEvent{
 			EventID:    createdEventID(o.ID),
 			OrderID:    o.ID,
+			Caller:     o.Caller,
 			CustomerID: o.CustomerID,
 			Amount:     o.Total,
 			Currency:   o.Currency,
 			Card:       o.Card,
 			OccurredAt: o.CreatedAt,
 		}
-		wrote, err := s.Store.ReemitOrderCreated(ctx, ev)
+		wrote, err := s.Store.ReemitOrderCreated(ctx, s.Seal.SealOrderCreated(ev))
 		if err != nil {
 			return ReconcileUnknown, err
 		}
@@ -173,7 +179,7 @@ func (s *Sweeper) reconcile(ctx context.Context, o Order) (outcome string, err e
 	case err != nil:
 		return ReconcileUnknown, err
 	}
-	if p.Amount != o.Total || p.Currency != o.Currency || p.CustomerID != o.CustomerID {
+	if p.Amount != o.Total || p.Currency != o.Currency || p.CustomerID != o.CustomerID || p.Caller != o.Caller {
 		s.Logger.ErrorContext(ctx, "reconciliation: payments' payment disagrees with the order; left for an operator",
 			"order_id", o.ID, "payment_id", p.ID, "order_total", o.Total, "payment_amount", p.Amount)
 		return ReconcileMismatch, nil
@@ -185,6 +191,7 @@ func (s *Sweeper) reconcile(ctx context.Context, o Order) (outcome string, err e
 		EventID:       events.PaymentOutcomeEventID(p.ID),
 		PaymentID:     p.ID,
 		OrderID:       o.ID,
+		Caller:        p.Caller,
 		CustomerID:    p.CustomerID,
 		Amount:        p.Amount,
 		Currency:      p.Currency,
@@ -192,7 +199,10 @@ func (s *Sweeper) reconcile(ctx context.Context, o Order) (outcome string, err e
 		FailureReason: p.FailureReason,
 		OccurredAt:    time.Now().UTC(),
 	}
-	if err := s.Service.ApplyPaymentOutcome(ctx, ev); err != nil {
+	// The outcome comes from payments' authenticated REST answer, not
+	// from NATS; sealed here, it goes through the one path every outcome
+	// takes, with its checks against the order and its inbox.
+	if err := s.Service.ApplyPaymentOutcome(ctx, s.Seal.SealPaymentOutcome(ev)); err != nil {
 		return ReconcileUnknown, err
 	}
 	s.Logger.InfoContext(ctx, "reconciliation: final payment outcome applied to a pending order",

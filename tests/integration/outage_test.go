@@ -126,9 +126,10 @@ func (s *outageStack) orderStatus(t *testing.T, id string) string {
 	return s.orders.orderStatus(t, id)
 }
 
-func paymentStatus(t *testing.T, paymentsURL, paymentID string) string {
+// paymentStatus reads the payment of an order as the orders sweeper does.
+func paymentStatus(t *testing.T, paymentsURL, orderID string) string {
 	t.Helper()
-	r := call("GET", paymentsURL+"/v1/payments/"+paymentID, ordersAtPaymentsKey, "", nil)
+	r := call("GET", paymentsURL+"/internal/v1/orders/"+orderID+"/payment", ordersAtPaymentsKey, "", nil)
 	if r.Status != http.StatusOK {
 		return ""
 	}
@@ -209,7 +210,7 @@ func TestLongOutages(t *testing.T) {
 		// Payments finishes every charge while orders cannot record it.
 		eventually(t, 2*time.Minute, "every payment to succeed during the outage", func() bool {
 			for _, id := range all {
-				if paymentStatus(t, s.payments.urls[0], events.PaymentIDForOrder(id)) != "succeeded" {
+				if paymentStatus(t, s.payments.urls[0], id) != "succeeded" {
 					return false
 				}
 			}
@@ -454,9 +455,11 @@ func TestPoisonEventIsDeadLetteredAndReplayedOnce(t *testing.T) {
 	s := &outageStack{coord: coord, orders: ord, js: js}
 	orderID := s.createOrder(t, "poison", "poison-1")
 
-	poison := events.PaymentOutcomeEvent{EventID: "poison-outcome-1", PaymentID: events.PaymentIDForOrder(orderID), OrderID: orderID,
-		CustomerID: "poison", Amount: newOrderTotal, Currency: "EUR", Status: "SUCCEEDED"}
-	publishCopies(t, js, events.PaymentSucceeded, poison, "poison", 1)
+	right := events.PaymentOutcomeEvent{EventID: "poison-outcome-1", PaymentID: events.PaymentIDForOrder(orderID), OrderID: orderID,
+		Caller: "shop", CustomerID: "poison", Amount: newOrderTotal, Currency: "EUR", Status: "succeeded"}
+	poison := right
+	poison.Status = "SUCCEEDED"
+	publishCopies(t, js, events.PaymentSucceeded, testSeal.SealPaymentOutcome(poison), "poison", 1)
 	var dl []eventbus.DeadLetter
 	eventually(t, time.Minute, "the poison event in the dead-letter stream", func() bool {
 		var err error
@@ -480,7 +483,10 @@ func TestPoisonEventIsDeadLetteredAndReplayedOnce(t *testing.T) {
 	// The cause: a publisher sent an upper-case status. Fixed at the
 	// source, the operator corrects the stored body and replays it: the
 	// stream message is rewritten by re-recording the dead letter.
-	fixed := bytes.Replace(dl[0].Data, []byte(`"SUCCEEDED"`), []byte(`"succeeded"`), 1)
+	fixed, err := json.Marshal(testSeal.SealPaymentOutcome(right))
+	if err != nil {
+		t.Fatal(err)
+	}
 	seq := rerecordDeadLetter(t, js, dl[0], fixed)
 	out = runCLI(t, "-nats", natsURL, "deadletters", "replay", fmt.Sprint(seq))
 	if !strings.Contains(out, "replayed dead letter") {
@@ -488,8 +494,7 @@ func TestPoisonEventIsDeadLetteredAndReplayedOnce(t *testing.T) {
 	}
 	eventually(t, time.Minute, "the replayed event applied", func() bool { return s.orderStatus(t, orderID) == "paid" })
 	// Replaying again (an operator's double click) changes nothing.
-	publishCopies(t, js, events.PaymentSucceeded, map[string]any{"event_id": "poison-outcome-1", "payment_id": poison.PaymentID,
-		"order_id": orderID, "customer_id": "poison", "amount": newOrderTotal, "currency": "EUR", "status": "succeeded"}, "again", 2)
+	publishCopies(t, js, events.PaymentSucceeded, testSeal.SealPaymentOutcome(right), "again", 2)
 	eventually(t, time.Minute, "the copies consumed", func() bool {
 		return consumerDone(t, js, "PAYMENTS", "orders-payment-outcomes")
 	})

@@ -14,7 +14,8 @@ import (
 )
 
 // PaymentsClient reads the payment of an order from the payments service's
-// REST API (GET /v1/payments/{id}, the id derived from the order), for the
+// REST API (GET /internal/v1/orders/{order_id}/payment, open to the orders
+// caller only, since the payment belongs to the order's caller), for the
 // reconciliation sweeper. Orders never reads payments' database: the
 // service that owns the data answers for it.
 type PaymentsClient struct {
@@ -30,7 +31,7 @@ var _ orders.PaymentReader = PaymentsClient{}
 // orders.ErrNoPayment; any other failure means "cannot tell now".
 func (c PaymentsClient) PaymentOfOrder(ctx context.Context, orderID string) (orders.PaymentView, error) {
 	id := events.PaymentIDForOrder(orderID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+"/v1/payments/"+url.PathEscape(id), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+"/internal/v1/orders/"+url.PathEscape(orderID)+"/payment", nil)
 	if err != nil {
 		return orders.PaymentView{}, err
 	}
@@ -47,12 +48,23 @@ func (c PaymentsClient) PaymentOfOrder(ctx context.Context, orderID string) (ord
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
-		return orders.PaymentView{}, orders.ErrNoPayment
+		// Only this problem type means "no payment"; any other 404 (the
+		// route refused to a key that is not orders') is a setup error,
+		// never a reason to publish orders.created again.
+		var problem struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(body, &problem)
+		if strings.HasSuffix(problem.Type, "#no-payment-for-order") {
+			return orders.PaymentView{}, orders.ErrNoPayment
+		}
+		return orders.PaymentView{}, fmt.Errorf("payments: get payment of order %s: 404 %s (is ORDERS_PAYMENTS_API_KEY the orders caller's key?)", orderID, strings.TrimSpace(string(body)))
 	default:
 		return orders.PaymentView{}, fmt.Errorf("payments: get payment %s: %s: %s", id, resp.Status, strings.TrimSpace(string(body)))
 	}
 	var p struct {
 		ID            string `json:"id"`
+		Caller        string `json:"caller"`
 		OrderID       string `json:"order_id"`
 		CustomerID    string `json:"customer_id"`
 		Amount        int64  `json:"amount"`

@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/platform"
 )
@@ -28,14 +29,19 @@ type config struct {
 	ReconcileAfter time.Duration
 	// ORDERS_RECONCILE_INTERVAL (10s): how often the sweeper runs.
 	ReconcileInterval time.Duration
+	// INTERNAL_SECRET (DevInternalSecret): the secret orders and payments
+	// share, from which the event seal, the forwarding signature and the
+	// cursor key are derived. The default is public: set your own.
+	InternalSecret string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	env := envconfig.New(getenv)
 	c := config{
-		Addr:          env.String("ORDERS_ADDR", ":8080"),
-		APIKeys:       env.Required("ORDERS_API_KEYS"),
-		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", 10*time.Second),
+		Addr:           env.String("ORDERS_ADDR", ":8080"),
+		APIKeys:        env.Required("ORDERS_API_KEYS"),
+		InternalSecret: env.String("INTERNAL_SECRET", apikey.DevInternalSecret),
+		ShutdownGrace:  env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 
 		PaymentsURL:       env.String("ORDERS_PAYMENTS_URL", ""),
 		PaymentsAPIKey:    env.String("ORDERS_PAYMENTS_API_KEY", ""),

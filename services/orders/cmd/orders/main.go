@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/payonce/payonce/internal/apikey"
+	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/partition"
@@ -52,9 +53,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer p.Close()
 
+	seal := events.NewSealKey(cfg.InternalSecret)
 	store := postgres.NewStore(p.Pool, p.Telemetry.Propagator)
 	store.OnOutboxWrite = p.Relay.Nudge
-	svc := orders.NewService(store, orders.DemoCatalog, p.Tracer, p.Logger)
+	store.Seal = seal
+	svc := orders.NewService(store, orders.DemoCatalog, seal, p.Tracer, p.Logger)
+	refusals, err := events.NewRefusals(p.Logger, p.Meter)
+	if err != nil {
+		return err
+	}
 
 	idem, err := idempotency.NewMiddleware(p.Idempotency, idempotency.Options{
 		Scope:          apikey.Scope,
@@ -79,7 +86,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	})
 	g.Go("payment outcome consumer", func(ctx context.Context) error {
 		return p.Consumer("PAYMENTS", ordersnats.DurableName, ordersnats.Subjects...).
-			Run(ctx, p.JetStream, ordersnats.OutcomeConsumer{Service: svc}.Handle)
+			Run(ctx, p.JetStream, ordersnats.OutcomeConsumer{Service: svc, Refusals: refusals}.Handle)
 	})
 	if cfg.PaymentsURL != "" {
 		sweeper := &orders.Sweeper{
@@ -89,6 +96,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 				Client: &http.Client{Timeout: 10 * time.Second, Transport: p.PeerTransport}},
 			OlderThan: cfg.ReconcileAfter,
 			Interval:  cfg.ReconcileInterval,
+			Seal:      seal,
 			Tracer:    p.Tracer,
 			Meter:     p.Meter,
 			Logger:    p.Logger,

@@ -66,7 +66,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
 		paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter))
 	svc := payments.NewService(store, coordinator.Locker{Client: locks, Wait: cfg.LockWait}, bank,
-		payments.Config{LockTTL: cfg.LockTTL}, p.Tracer, p.Logger)
+		payments.Config{LockTTL: cfg.LockTTL, Seal: events.NewSealKey(cfg.InternalSecret)}, p.Tracer, p.Logger)
+	refusals, err := events.NewRefusals(p.Logger, p.Meter)
+	if err != nil {
+		return err
+	}
 
 	// Transport. The consumer charges the customers this instance owns and
 	// hands the others to their owner on an internal route.
@@ -86,6 +90,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	internal := apikey.Only(peerCaller, paymentshttp.PayOrderHandler(
 		paymentshttp.MakePayOrderEndpoint(svc, p.Endpoint("pay_order")), httpkit.ServerOptions(p.Logger)...))
 	api := paymentshttp.NewHandler(paymentshttp.MakeEndpoints(svc, p.Endpoint), keys, idem, internal, p.Logger)
+	// The orders reconciliation sweeper's read of an order's payment.
+	routes := http.NewServeMux()
+	routes.Handle("GET "+paymentshttp.OrderPaymentPath, paymentshttp.OrderPaymentHandler(
+		payments.OrderPayments{Store: store}, keys, httpkit.ServerOptions(p.Logger)...))
+	routes.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -95,15 +104,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	g := lifecycle.NewGroup(ctx)
 	p.Go(g)
 	g.Go("http", func(ctx context.Context) error {
-		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(api)}, ln, cfg.ShutdownGrace)
+		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(routes)}, ln, cfg.ShutdownGrace)
 	})
 	g.Go("orders.created consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.DurableName, "orders.created").
-			Run(ctx, p.JetStream, paymentsnats.OrderConsumer{Service: svc, Owner: owners}.Handle)
+			Run(ctx, p.JetStream, paymentsnats.OrderConsumer{Service: svc, Owner: owners, Refusals: refusals}.Handle)
 	})
 	g.Go("orders.refund_requested consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.RefundDurableName, events.OrderRefundRequested).
-			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc}.Handle)
+			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc, Refusals: refusals}.Handle)
 	})
 	g.Go("recovery worker", func(ctx context.Context) error {
 		return payments.RunRecovery(ctx, svc, cfg.RecoveryInterval, cfg.RecoveryAfter, p.Logger)
