@@ -29,10 +29,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/localpg"
 	"github.com/payonce/payonce/internal/proc"
-	"github.com/payonce/payonce/migrations"
 )
 
 func main() {
@@ -93,6 +93,7 @@ type stack struct {
 	out      io.Writer
 	tempDir  string
 	stateDir string
+	pkiDir   string
 	stops    []func() error
 
 	urls      []namedURL
@@ -151,26 +152,29 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	s.onStop(pg.Stop)
-	databaseURLs := map[string]string{}
-	for _, service := range migrations.Services() {
-		if err := pg.CreateDatabase(ctx, service); err != nil {
-			return err
-		}
-		databaseURLs[service] = pg.URL(service)
-		if _, err := migrations.Up(ctx, databaseURLs[service], service); err != nil {
-			return err
-		}
-		s.urls = append(s.urls, namedURL{service + " database", databaseURLs[service]})
+	// One login role per service, owning only its database, and the
+	// migrate role, as in compose (docs/adr/0041-database-roles.md). The
+	// services get their role's password as a file.
+	databaseURLs, passwordFiles, err := s.provisionDatabases(ctx, pg)
+	if err != nil {
+		return err
 	}
 
 	// Three nodes, so payonce's streams are replicated (R3) as in
 	// production: an acknowledged event survives the loss of any one node.
 	fmt.Fprintln(s.out, "devstack: starting a 3-node NATS JetStream cluster")
+	// Every party gets a certificate from a CA made for this run; NATS
+	// admits only those, each with its service's permissions.
+	pki, err := s.issueCertificates(cfg)
+	if err != nil {
+		return err
+	}
 	var natsPorts []int
 	if cfg.NATSPort != 0 {
 		natsPorts = []int{cfg.NATSPort, cfg.NATSPort + 1, cfg.NATSPort + 2}
 	}
-	nats, err := localnats.StartCluster(localnats.ClusterOptions{Ports: natsPorts, Dir: filepath.Join(s.tempDir, "jetstream")})
+	nats, err := localnats.StartCluster(localnats.ClusterOptions{Ports: natsPorts, Dir: filepath.Join(s.tempDir, "jetstream"),
+		Node: localnats.Options{Security: pki.natsSecurity()}})
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -227,6 +231,7 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	}{
 		{"payments", cfg.PaymentsPorts, []string{
 			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
+			"PAYMENTS_DATABASE_PASSWORD_FILE=" + passwordFiles["payments"],
 			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey + ",orders:" + ordersKey,
 			"PAYMENTS_PEER_API_KEY=" + peerKey,
 			"BANK_URL=" + bankURL,
@@ -234,6 +239,7 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		}},
 		{"orders", cfg.OrdersPorts, []string{
 			"ORDERS_DATABASE_URL=" + databaseURLs["orders"],
+			"ORDERS_DATABASE_PASSWORD_FILE=" + passwordFiles["orders"],
 			"ORDERS_API_KEYS=" + callers,
 			"INTERNAL_SECRET=" + internalSecret,
 			fmt.Sprintf("ORDERS_PAYMENTS_URL=http://127.0.0.1:%d", cfg.PaymentsPorts[0]),
@@ -248,11 +254,11 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 			prefix := strings.ToUpper(g.name)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			name := fmt.Sprintf("%s-%d", g.name, i+1)
-			p, err := s.startProcess(name, bins[g.name], append([]string{
+			p, err := s.startProcess(name, bins[g.name], append(append([]string{
 				prefix + "_ADDR=" + addr,
 				prefix + "_ADVERTISE_URL=http://" + addr,
 				"INSTANCE_ID=" + name,
-			}, env...))
+			}, pki.env(identity.ID{Service: g.name, Instance: name})...), env...))
 			if err != nil {
 				return err
 			}
@@ -353,6 +359,7 @@ func (s *stack) printReady(cfg config) {
 		fmt.Fprintf(&b, "  %-22s pid %d\n", "jaeger", s.jaegerPid)
 	}
 	fmt.Fprintf(&b, "  %-22s Authorization: Bearer %s (caller %q)\n", "API key", DemoAPIKey, DemoCaller)
+	fmt.Fprintf(&b, "  %-22s %s (admin: %s)\n", "certificates", s.pkiDir, identity.PartyFiles(s.pkiDir, identity.AdminCLI).Cert)
 	fmt.Fprintf(&b, "  %-22s %s\n", "pid files", s.stateDir)
 	b.WriteString("devstack: press Ctrl-C to stop and remove everything\n")
 	_, _ = io.WriteString(s.out, b.String())

@@ -67,6 +67,9 @@ type Options struct {
 	// Cluster, when set, makes the server a node of a JetStream cluster.
 	// StartCluster fills it in.
 	Cluster *ClusterNode
+	// Security, when set, requires mutual TLS and maps each client's
+	// certificate to a user with its permissions (security.go).
+	Security *Security
 }
 
 // ClusterNode is one node's part of a cluster.
@@ -155,6 +158,11 @@ func (s *Server) run() error {
 		so.Cluster = server.ClusterOpts{Name: c.Name, Host: "127.0.0.1", Port: c.Port}
 		so.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
 	}
+	if s.opts.Security != nil {
+		if err := s.opts.Security.apply(so, s.opts.StoreDir); err != nil {
+			return err
+		}
+	}
 	srv, err := server.NewServer(so)
 	if err != nil {
 		return fmt.Errorf("nats server: %w", err)
@@ -195,6 +203,9 @@ jetstream {
 	if c := s.opts.Cluster; c != nil {
 		text += fmt.Sprintf("cluster {\n  name: %q\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
 			c.Name, c.Port, `"`+strings.Join(c.Routes, `", "`)+`"`)
+	}
+	if s.opts.Security != nil {
+		text += s.opts.Security.Conf()
 	}
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return fmt.Errorf("nats server config: %w", err)
