@@ -100,7 +100,7 @@ func StreamsFor(replicas int) []jetstream.StreamConfig {
 // EnsureStreams creates or updates every stream: with ClusterReplicas
 // replicas when the connected server belongs to a cluster, one otherwise.
 // The choice follows the deployment, so the same binary runs against the
-// one-node test server and the 3-node cluster of compose and make dev.
+// one-node test server and the 3-node cluster of make dev.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	replicas := 1
 	if nc := js.Conn(); nc != nil && nc.ConnectedClusterName() != "" {
