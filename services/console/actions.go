@@ -150,8 +150,8 @@ func (c *Console) control() (Control, error) {
 }
 
 var (
-	cardPattern     = regexp.MustCompile(`^[0-9]{12,19}$`)
-	processPattern  = regexp.MustCompile(`^(payments|orders)-[0-9]{1,3}$|^coordinator-c[0-9]{1,3}$`)
+	cardPattern    = regexp.MustCompile(`^[0-9]{12,19}$`)
+	processPattern = regexp.MustCompile(`^(payments|orders)-[0-9]{1,3}$|^coordinator-c[0-9]{1,3}$`)
 )
 
 func validProcess(name string) error {
