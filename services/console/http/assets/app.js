@@ -85,7 +85,14 @@ function renderRing(rv, processes) {
     `<div class="legend">${members}${gone}${moved.size ? `<div class="muted">${moved.size} slots moved</div>` : ""}</div></div>`;
 }
 
+// The rings are the page's heaviest drawing (a path per run of slots) and
+// change only with the membership: redraw them only when what they show did.
+let ringsKey = "";
 function renderRings(v) {
+  const key = JSON.stringify([v.dev_mode, v.control, arr(v.rings).map((rv) => [rv.fingerprint, rv.moved_at, arr(rv.moved).length]),
+    arr(v.processes).map((p) => [p.name, p.running, p.paused])]);
+  if (key === ringsKey) return;
+  ringsKey = key;
   $("#rings").className = "rings";
   $("#rings").innerHTML = arr(v.rings).map((rv) => renderRing(rv, v.processes)).join("");
 }
