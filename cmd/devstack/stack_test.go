@@ -98,11 +98,11 @@ func startStack(t *testing.T) *runningStack {
 
 	// Any line, not the last one: a service may log right after the
 	// stack is ready, before this wakes up to look.
-	ready, err := s.out.waitFor(3*time.Minute, func(lines []string) bool {
+	ready, err := s.out.waitFor(5*time.Minute, func(lines []string) bool {
 		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "devstack: press Ctrl-C") })
 	})
 	if !ready {
-		t.Fatalf("devstack was not ready within 3 minutes (%v)", err)
+		t.Fatalf("devstack was not ready within 5 minutes (%v)", err)
 	}
 	inTable := false
 	for _, line := range s.out.lines() {
