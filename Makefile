@@ -5,7 +5,7 @@ PKGS     := ./...
 # their dependencies out of the main go.mod; lint still compiles them.
 NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod))
 
-.PHONY: test lint fmt vet test-only dev fuzz bench demo clean
+.PHONY: test lint fmt vet cross test-only dev fuzz bench demo clean
 
 ## test: lint, then every test (unit, store, integration) under the race detector
 test: lint test-only
@@ -21,8 +21,8 @@ $(NATS_SERVER): go.mod go.sum
 test-only: $(NATS_SERVER)
 	PAYONCE_NATS_SERVER=$(NATS_SERVER) $(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-## lint: go vet (main and nested modules) and a gofmt check
-lint: vet
+## lint: go vet (main and nested modules), the cross-platform vet and build, and a gofmt check
+lint: vet cross
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
@@ -30,6 +30,13 @@ vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./tests/e2e
 	@for m in $(NESTED); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; done
+
+## cross: vet for macOS (darwin/arm64) and build for Windows (windows/amd64), the
+## platforms README.md names; Linux-only process control is behind build tags
+cross:
+	GOOS=darwin GOARCH=arm64 $(GO) vet $(PKGS)
+	GOOS=darwin GOARCH=arm64 $(GO) vet -tags e2e ./tests/e2e
+	GOOS=windows GOARCH=amd64 $(GO) build $(PKGS)
 
 ## fmt: rewrite every Go file with gofmt
 fmt:

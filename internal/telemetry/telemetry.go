@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,11 @@ type Config struct {
 	ServiceName string
 	// ServiceVersion becomes service.version.
 	ServiceVersion string
+	// InstanceID becomes service.instance.id: which of a service's
+	// instances (orders-1, orders-2, coordinator c2) did the work. When
+	// empty, INSTANCE_ID is read, then the host name, which is the pod's
+	// name on Kubernetes and the container id under compose.
+	InstanceID string
 	// Getenv reads OTEL_* and LOG_* variables; os.Getenv in production,
 	// a map lookup in tests.
 	Getenv func(string) string
@@ -40,6 +46,10 @@ type Config struct {
 	// recorder in tests or a trace printer in the dev stack.
 	SpanProcessors []sdktrace.SpanProcessor
 }
+
+// InstanceKey is the resource attribute naming a service's instance. On
+// /metrics it is the label service_instance_id.
+const InstanceKey = "service.instance.id"
 
 // Telemetry holds a process's providers. Pass its fields explicitly where
 // you can; Setup also installs them as the OpenTelemetry globals so that
@@ -64,10 +74,18 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
+	instance := cfg.InstanceID
+	if instance == "" {
+		instance = getenv("INSTANCE_ID")
+	}
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(
 			attribute.String("service.name", cfg.ServiceName),
 			attribute.String("service.version", cfg.ServiceVersion),
+			attribute.String(InstanceKey, instance),
 		),
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),
@@ -97,7 +115,12 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promExporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// The resource's service.instance.id becomes a label of every series
+	// (service_instance_id), so that a dashboard can tell orders-1 from
+	// orders-2 whatever address Prometheus scraped them at; the rest of the
+	// resource stays in target_info.
+	promExporter, err := otelprom.New(otelprom.WithRegisterer(reg),
+		otelprom.WithResourceAsConstantLabels(attribute.NewAllowKeysFilter(InstanceKey)))
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
