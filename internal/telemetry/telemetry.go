@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -24,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config names the process and says where its signals go.
@@ -60,6 +63,8 @@ type Telemetry struct {
 	Propagator     propagation.TextMapPropagator
 	Registry       *prometheus.Registry
 	Logger         *slog.Logger
+	// InstanceID is the service.instance.id of every span and series.
+	InstanceID string
 	// Exporting reports whether spans leave the process over OTLP.
 	Exporting bool
 }
@@ -147,6 +152,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		Propagator:     prop,
 		Registry:       reg,
 		Logger:         logger,
+		InstanceID:     instance,
 		Exporting:      exporter != nil,
 	}, nil
 }
@@ -157,9 +163,34 @@ func (t *Telemetry) Tracer(name string) trace.Tracer { return t.TracerProvider.T
 // Meter returns a named meter whose instruments appear on /metrics.
 func (t *Telemetry) Meter(name string) metric.Meter { return t.MeterProvider.Meter(name) }
 
-// MetricsHandler serves the Prometheus exposition format.
+// MetricsHandler serves the Prometheus exposition format. Every series
+// carries service_instance_id: the OpenTelemetry instruments' from the
+// exporter, and those registered on Registry directly (the Go runtime's, the
+// coordinator's Raft metrics) get it added here.
 func (t *Telemetry) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry})
+	return promhttp.HandlerFor(instanceLabeled{t.Registry, t.InstanceID}, promhttp.HandlerOpts{Registry: t.Registry})
+}
+
+// instanceLabeled adds the service_instance_id label to every gathered
+// series that lacks it.
+type instanceLabeled struct {
+	prometheus.Gatherer
+	instance string
+}
+
+const instanceLabel = "service_instance_id"
+
+func (g instanceLabeled) Gather() ([]*dto.MetricFamily, error) {
+	families, err := g.Gatherer.Gather()
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == instanceLabel }) {
+				m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(instanceLabel), Value: proto.String(g.instance)})
+				slices.SortFunc(m.Label, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+			}
+		}
+	}
+	return families, err
 }
 
 // Shutdown flushes spans still buffered in the batcher, then stops the

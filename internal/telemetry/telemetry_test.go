@@ -188,9 +188,14 @@ func TestInstanceIDOnSpansAndMetrics(t *testing.T) {
 		if !ok || got.AsString() != instance {
 			t.Errorf("%s's span has %s=%q (present %v), want %q", instance, telemetry.InstanceKey, got.AsString(), ok, instance)
 		}
-		want := `payonce_test_orders_total{otel_scope_name="unit",otel_scope_schema_url="",otel_scope_version="",service_instance_id="` + instance + `"} 1`
-		if !strings.Contains(metricsOf[instance], want) {
-			t.Errorf("%s's /metrics lacks %s:\n%.3000s", instance, want, metricsOf[instance])
+		for _, want := range []string{
+			`payonce_test_orders_total{otel_scope_name="unit",otel_scope_schema_url="",otel_scope_version="",service_instance_id="` + instance + `"} 1`,
+			// Registered on the registry directly, not through OpenTelemetry.
+			`go_goroutines{service_instance_id="` + instance + `"} `,
+		} {
+			if !strings.Contains(metricsOf[instance], want) {
+				t.Errorf("%s's /metrics lacks %s:\n%.3000s", instance, want, metricsOf[instance])
+			}
 		}
 	}
 }
