@@ -16,9 +16,13 @@ import (
 // DemoCaller and DemoAPIKey are the API caller the README's curl commands
 // use, the same as deploy/docker-compose.yml's. The key is public on
 // purpose: the stack listens on loopback only and holds throwaway data.
+// DemoCaller2 and DemoAPIKey2 are a second caller, so a user can see from
+// the README that one caller never sees another's orders or payments.
 const (
-	DemoCaller = "demo"
-	DemoAPIKey = "payonce-demo-key-1"
+	DemoCaller  = "demo"
+	DemoAPIKey  = "payonce-demo-key-1"
+	DemoCaller2 = "demo2"
+	DemoAPIKey2 = "payonce-demo-key-2"
 )
 
 // config is the dev stack's whole configuration, read from the

@@ -192,6 +192,13 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	if err != nil {
 		return err
 	}
+	// The services' shared secret (event seals, forwarding signatures,
+	// cursors): random per run, like the peer key.
+	internalSecret, err := randomKey()
+	if err != nil {
+		return err
+	}
+	callers := DemoCaller + ":" + DemoAPIKey + "," + DemoCaller2 + ":" + DemoAPIKey2
 	coordinators := "COORDINATOR_URLS=" + strings.Join(coordURLs, ",")
 	fmt.Fprintf(s.out, "devstack: starting %d payments and %d orders instances\n", len(cfg.PaymentsPorts), len(cfg.OrdersPorts))
 	groups := []struct {
@@ -201,13 +208,15 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	}{
 		{"payments", cfg.PaymentsPorts, []string{
 			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
-			"PAYMENTS_API_KEYS=" + DemoCaller + ":" + DemoAPIKey + ",peer:" + peerKey,
+			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey,
 			"PAYMENTS_PEER_API_KEY=" + peerKey,
 			"BANK_URL=" + bankURL,
+			"INTERNAL_SECRET=" + internalSecret,
 		}},
 		{"orders", cfg.OrdersPorts, []string{
 			"ORDERS_DATABASE_URL=" + databaseURLs["orders"],
-			"ORDERS_API_KEYS=" + DemoCaller + ":" + DemoAPIKey,
+			"ORDERS_API_KEYS=" + callers,
+			"INTERNAL_SECRET=" + internalSecret,
 		}},
 	}
 	for _, g := range groups {

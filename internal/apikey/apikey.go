@@ -32,8 +32,8 @@ func Parse(spec string) (Keys, error) {
 			continue
 		}
 		caller, key, ok := strings.Cut(pair, ":")
-		if !ok || caller == "" || len(key) < 16 {
-			return Keys{}, fmt.Errorf("API key entry %q: want caller:key with a key of at least 16 characters", redact(pair))
+		if !ok || !ValidCaller(caller) || len(key) < 16 {
+			return Keys{}, fmt.Errorf("API key entry %q: want caller:key, a caller of 1 to 64 letters, digits, '.', '_' or '-', and a key of at least 16 characters", redact(pair))
 		}
 		h := sha256.Sum256([]byte(key))
 		if _, dup := k.callers[h]; dup {
@@ -45,6 +45,24 @@ func Parse(spec string) (Keys, error) {
 		return Keys{}, fmt.Errorf("no API keys configured")
 	}
 	return k, nil
+}
+
+// ValidCaller reports whether name may name a caller: 1 to 64 letters,
+// digits, '.', '_' or '-'. A caller is part of every customer's lock name
+// ("customer:<caller>:<customer>") and ring key, so it never holds the ":"
+// that separates it from the customer, nor anything a lock name refuses.
+func ValidCaller(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func redact(pair string) string {
@@ -111,3 +129,8 @@ func (k Keys) Authenticate(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), caller)))
 	})
 }
+
+// DevInternalSecret is the default of INTERNAL_SECRET, the secret the
+// services share to seal events, sign forwarded requests and bind cursors.
+// It is public, like the demo API keys: a deployment sets its own.
+const DevInternalSecret = "payonce-dev-internal-secret-change-me"

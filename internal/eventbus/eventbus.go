@@ -1,6 +1,15 @@
 // Package eventbus is payonce's use of NATS JetStream: the streams and their
 // settings, publishing with de-duplication ids and trace context, and a
-// consumer loop with explicit acks, bounded redelivery and dead letters.
+// consumer loop with explicit acks and dead letters.
+//
+// A consumer tells two kinds of failure apart. A transient one (a database,
+// the coordinator or the bank away) is retried with capped exponential
+// back-off and no delivery limit, however long the outage; a long-running
+// handler keeps its message with InProgress heartbeats, so AckWait never
+// expires under it. A permanent one (a malformed or unverifiable event,
+// returned as a *PermanentError) is copied, body, headers and reason, to
+// the DEADLETTER stream and terminated; `payonce-cli deadletters` lists,
+// shows and replays it once its cause is fixed.
 //
 // Both services call EnsureStreams at start-up; the definitions are
 // idempotent, so whichever starts first creates them and the other finds
@@ -12,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,21 +40,44 @@ const (
 	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id. A relay
 	// that re-publishes later than this relies on the consumer's inbox.
 	DuplicateWindow = 2 * time.Minute
-	// MaxAge bounds how long events are kept; consumers are expected to keep up.
+	// MaxAge bounds how long events are kept, and so how long a message can
+	// still be redelivered: the consumers' inboxes keep ids at least this
+	// long (see internal/outbox, InboxRetention).
 	MaxAge = 7 * 24 * time.Hour
-	// AckWait is how long a delivered message may stay unacknowledged before
-	// it is redelivered: longer than a charge normally takes.
+	// AckWait is how long a delivered message may stay unacknowledged
+	// before the server redelivers it. A live handler never reaches it: the
+	// consumer sends InProgress every HeartbeatInterval while it holds a
+	// message, from the moment the message arrives (queued or running).
 	AckWait = 30 * time.Second
-	// MaxDeliver bounds redelivery of a message that keeps failing; after
-	// that it is a dead letter (see DeadLetterStream).
-	MaxDeliver = 10
-	// DeadLetterStream captures JetStream's max-deliveries advisories, so a
-	// poison message is recorded for an operator instead of vanishing.
+	// HeartbeatInterval is how often a held message's AckWait is reset.
+	HeartbeatInterval = AckWait / 3
+	// MaxDeliver is unlimited: a transient failure (a database, the
+	// coordinator or the bank away) is retried for as long as it lasts,
+	// with capped back-off. Only a PermanentError ends a message early, and
+	// then it goes to the DeadLetterStream, never nowhere.
+	MaxDeliver = -1
+	// MaxRedeliveryDelay caps the back-off between two deliveries of a
+	// failing message, so a message is retried within this long of its
+	// dependency coming back, however long the outage was.
+	MaxRedeliveryDelay = 30 * time.Second
+	// DeadLetterStream keeps every message a consumer gave up on (a
+	// permanent failure): the message itself, its headers, and why.
 	DeadLetterStream = "DEADLETTER"
+	// DeadLetterSubjectPrefix starts the subject of a dead letter:
+	// deadletter.<consumer>.<original subject>.
+	DeadLetterSubjectPrefix = "deadletter."
+	// ClusterReplicas is the replication of every stream when the server is
+	// part of a cluster: an acknowledged publish is then on a majority (2 of
+	// 3) of the nodes, so one node's loss or disk loses nothing.
+	ClusterReplicas = 3
 )
 
-// Streams returns the stream definitions payonce uses.
-func Streams() []jetstream.StreamConfig {
+// Streams returns the stream definitions payonce uses, with one replica
+// (a single server). See StreamsFor.
+func Streams() []jetstream.StreamConfig { return StreamsFor(1) }
+
+// StreamsFor returns the stream definitions with replicas copies of each.
+func StreamsFor(replicas int) []jetstream.StreamConfig {
 	common := func(name, subjects, desc string) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,
@@ -54,26 +87,26 @@ func Streams() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			MaxAge:      MaxAge,
 			Duplicates:  DuplicateWindow,
-			Replicas:    1,
+			Replicas:    replicas,
 		}
 	}
 	return []jetstream.StreamConfig{
 		common("ORDERS", "orders.>", "events published by the orders service"),
 		common("PAYMENTS", "payments.>", "events published by the payments service"),
-		{
-			Name:        DeadLetterStream,
-			Description: "max-deliveries advisories: messages a consumer gave up on",
-			Subjects:    []string{"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"},
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.FileStorage,
-			MaxAge:      MaxAge,
-		},
+		common(DeadLetterStream, DeadLetterSubjectPrefix+">", "messages a consumer gave up on, with their headers and the reason"),
 	}
 }
 
-// EnsureStreams creates or updates every stream in Streams.
+// EnsureStreams creates or updates every stream: with ClusterReplicas
+// replicas when the connected server belongs to a cluster, one otherwise.
+// The choice follows the deployment, so the same binary runs against the
+// one-node test server and the 3-node cluster of compose and make dev.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
-	for _, cfg := range Streams() {
+	replicas := 1
+	if nc := js.Conn(); nc != nil && nc.ConnectedClusterName() != "" {
+		replicas = ClusterReplicas
+	}
+	for _, cfg := range StreamsFor(replicas) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
@@ -127,29 +160,56 @@ func (p Publisher) Publish(ctx context.Context, subject, id string, data []byte)
 }
 
 // Handler processes one delivered message. It returns nil to ack. An error
-// makes the message redeliver after a back-off; a Permanent error
-// terminates it at once (it would fail the same way every time).
+// means a transient failure: the message is redelivered after a back-off,
+// for as long as it takes. A *PermanentError sends it to the dead-letter
+// stream at once (it would fail the same way every time).
 type Handler func(ctx context.Context, msg jetstream.Msg) error
 
-// permanentError marks a message that can never succeed.
-type permanentError struct{ err error }
+// PermanentError marks a message that can never succeed however often it
+// is delivered: it is malformed, or fails verification. The consumer
+// copies it to the DeadLetterStream with Err's text as the reason and
+// terminates it. An outage is never permanent: return it as it is.
+type PermanentError struct {
+	Err error
+}
 
-func (e permanentError) Error() string { return "permanent: " + e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 
-// Permanent wraps err so the consumer terminates the message instead of
-// redelivering it: for malformed payloads, not for outages.
-func Permanent(err error) error { return permanentError{err} }
+// Unwrap returns the cause.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so the consumer dead-letters the message instead of
+// redelivering it: for malformed or unverifiable events, not for outages.
+func Permanent(err error) error {
+	if err == nil {
+		err = errors.New("unspecified")
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err (or an error it wraps) is a PermanentError.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
 
 // RedeliveryDelay is how long a failed message waits before its next
-// delivery: it grows with each attempt so an outage of a dependency is not
-// hammered, and stays short at first so a blip costs little.
+// delivery: it doubles from 100 ms with each attempt, so a blip costs
+// little and an outage is not hammered, and is capped at
+// MaxRedeliveryDelay, so the work resumes soon after the outage ends.
 func RedeliveryDelay(delivered uint64) time.Duration {
-	steps := []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
+	return backoff(delivered, MaxRedeliveryDelay)
+}
+
+func backoff(delivered uint64, ceiling time.Duration) time.Duration {
 	if delivered == 0 {
 		delivered = 1
 	}
-	return steps[min(delivered-1, uint64(len(steps)-1))]
+	d := 100 * time.Millisecond
+	for i := uint64(1); i < delivered && d < ceiling; i++ {
+		d *= 2
+	}
+	return min(d, ceiling)
 }
 
 // FailBeforeAck is the failpoint (internal/failpoint) between a handled
@@ -166,6 +226,14 @@ type Consumer struct {
 	Propagator propagation.TextMapPropagator
 	// OnError observes handler failures (for logs); may be nil.
 	OnError func(ctx context.Context, msg jetstream.Msg, err error)
+	// Concurrency is how many messages are handled at once; default 4.
+	Concurrency int
+	// AckWait overrides the package's AckWait (tests shorten it); the
+	// heartbeat runs at a third of it.
+	AckWait time.Duration
+	// MaxRedeliveryDelay overrides the package's cap on back-off (tests
+	// shorten it).
+	MaxRedeliveryDelay time.Duration
 }
 
 // Config returns the consumer's JetStream definition.
@@ -174,36 +242,100 @@ func (c Consumer) Config() jetstream.ConsumerConfig {
 		Durable:        c.Durable,
 		FilterSubjects: c.Subjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        AckWait,
+		AckWait:        c.ackWait(),
 		MaxDeliver:     MaxDeliver,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxAckPending:  256,
 	}
 }
 
+func (c Consumer) redeliveryDelay(delivered uint64) time.Duration {
+	if c.MaxRedeliveryDelay > 0 {
+		return backoff(delivered, c.MaxRedeliveryDelay)
+	}
+	return RedeliveryDelay(delivered)
+}
+
+func (c Consumer) ackWait() time.Duration {
+	if c.AckWait > 0 {
+		return c.AckWait
+	}
+	return AckWait
+}
+
 // Run consumes until ctx ends. Each message is handled in a consumer span
 // continuing the publisher's trace, then acked, nak'ed with back-off, or
-// terminated. It returns nil when ctx ends.
+// dead-lettered. It returns nil when ctx ends.
+//
+// Every message the client holds is heartbeated (InProgress) from the
+// moment it arrives until it is settled, whether it is running or waiting
+// for one of the Concurrency slots: so neither a long handler nor a long
+// queue lets AckWait expire and cause a redelivery nobody asked for.
 func (c Consumer) Run(ctx context.Context, js jetstream.JetStream, handle Handler) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config())
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", c.Durable, c.Stream, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { c.deliver(ctx, msg, handle) },
-		jetstream.PullMaxMessages(64),
+	workers := c.Concurrency
+	if workers <= 0 {
+		workers = 4
+	}
+	slots := make(chan struct{}, workers)
+	var held sync.WaitGroup
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		held.Add(1)
+		stopBeat := c.heartbeat(msg)
+		go func() {
+			defer held.Done()
+			defer stopBeat()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				// Shutting down: give it back now rather than after AckWait.
+				_ = msg.Nak()
+				return
+			}
+			defer func() { <-slots }()
+			c.deliver(ctx, js, msg, handle)
+		}()
+	},
+		// The server never has more outstanding than MaxAckPending, and
+		// every held message is heartbeated, so prefetch only sets how
+		// soon the next messages are at hand.
+		jetstream.PullMaxMessages(2*workers),
 		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", c.Durable, err)
 	}
 	<-ctx.Done()
-	// Drain lets the handler finish the messages already delivered, so a
-	// graceful shutdown does not turn them into redeliveries.
+	// Drain stops fetching; the messages already held finish (or are
+	// given back), so a graceful shutdown does not turn them into
+	// redeliveries after AckWait.
 	cc.Drain()
 	<-cc.Closed()
+	held.Wait()
 	return nil
 }
 
-func (c Consumer) deliver(ctx context.Context, msg jetstream.Msg, handle Handler) {
+// heartbeat resets msg's AckWait until the returned stop is called.
+func (c Consumer) heartbeat(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(c.ackWait() / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func (c Consumer) deliver(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, handle Handler) {
 	msgCtx := telemetry.ExtractNATS(ctx, c.Propagator, msg.Headers())
 	meta, _ := msg.Metadata()
 	attrs := []attribute.KeyValue{
@@ -219,7 +351,10 @@ func (c Consumer) deliver(ctx context.Context, msg jetstream.Msg, handle Handler
 	defer span.End()
 
 	err := handle(msgCtx, msg)
-	var perm permanentError
+	delivered := uint64(1)
+	if meta != nil {
+		delivered = meta.NumDelivered
+	}
 	switch {
 	case err == nil:
 		// A crash here leaves the effect committed and the message
@@ -230,18 +365,22 @@ func (c Consumer) deliver(ctx context.Context, msg jetstream.Msg, handle Handler
 			// caused by a lost ack is dropped by the inbox.
 			span.RecordError(ackErr)
 		}
-	case errors.As(err, &perm):
+	case IsPermanent(err):
 		span.RecordError(err)
-		span.SetStatus(codes.Error, "terminated")
+		if dlErr := c.deadLetter(msgCtx, js, msg, meta, err); dlErr != nil {
+			// Not recorded, so not terminated: the next delivery tries again.
+			span.RecordError(dlErr)
+			span.SetStatus(codes.Error, "dead letter not recorded; will be redelivered")
+			_ = msg.NakWithDelay(c.redeliveryDelay(delivered))
+			err = errors.Join(err, dlErr)
+			break
+		}
+		span.SetStatus(codes.Error, "dead-lettered")
 		_ = msg.Term()
 	default:
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "will be redelivered")
-		delivered := uint64(1)
-		if meta != nil {
-			delivered = meta.NumDelivered
-		}
-		_ = msg.NakWithDelay(RedeliveryDelay(delivered))
+		_ = msg.NakWithDelay(c.redeliveryDelay(delivered))
 	}
 	if err != nil && c.OnError != nil {
 		c.OnError(msgCtx, msg, err)

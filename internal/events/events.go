@@ -27,8 +27,11 @@ const (
 
 // OrderCreatedEvent is published by orders when an order is placed.
 type OrderCreatedEvent struct {
-	EventID    string `json:"event_id"`
-	OrderID    string `json:"order_id"`
+	EventID string `json:"event_id"`
+	OrderID string `json:"order_id"`
+	// Caller is the API caller that placed the order. Customers are a
+	// per-caller namespace, so (Caller, CustomerID) names the customer.
+	Caller     string `json:"caller"`
 	CustomerID string `json:"customer_id"`
 	// Amount is the order total the orders service computed, in minor units.
 	Amount   int64  `json:"amount"`
@@ -37,14 +40,18 @@ type OrderCreatedEvent struct {
 	// here, never a card number.
 	Card       string    `json:"card"`
 	OccurredAt time.Time `json:"occurred_at"`
+	// Seal proves a payonce service wrote the event (see SealKey).
+	Seal string `json:"seal,omitempty"`
 }
 
 // PaymentOutcomeEvent is published by payments when a payment for an order
 // (or a direct payment) reaches a final state.
 type PaymentOutcomeEvent struct {
-	EventID    string `json:"event_id"`
-	PaymentID  string `json:"payment_id"`
-	OrderID    string `json:"order_id,omitempty"`
+	EventID   string `json:"event_id"`
+	PaymentID string `json:"payment_id"`
+	OrderID   string `json:"order_id,omitempty"`
+	// Caller owns the payment (and its order, if any).
+	Caller     string `json:"caller"`
 	CustomerID string `json:"customer_id"`
 	Amount     int64  `json:"amount"`
 	Currency   string `json:"currency"`
@@ -52,6 +59,8 @@ type PaymentOutcomeEvent struct {
 	Status        string    `json:"status"`
 	FailureReason string    `json:"failure_reason,omitempty"`
 	OccurredAt    time.Time `json:"occurred_at"`
+	// Seal proves a payonce service wrote the event (see SealKey).
+	Seal string `json:"seal,omitempty"`
 }
 
 // Subject returns the subject the outcome is published on.
@@ -66,13 +75,17 @@ func (e PaymentOutcomeEvent) Subject() string {
 // an order that was cancelled while the charge was in flight: the money
 // was taken for an order that will not be fulfilled, so it goes back.
 type RefundRequestedEvent struct {
-	EventID    string `json:"event_id"`
-	OrderID    string `json:"order_id"`
-	PaymentID  string `json:"payment_id"`
+	EventID   string `json:"event_id"`
+	OrderID   string `json:"order_id"`
+	PaymentID string `json:"payment_id"`
+	// Caller owns the order and its payment.
+	Caller     string `json:"caller"`
 	CustomerID string `json:"customer_id"`
 	// Amount is the captured amount to refund, in minor units.
 	Amount     int64     `json:"amount"`
 	Currency   string    `json:"currency"`
 	Reason     string    `json:"reason"`
 	OccurredAt time.Time `json:"occurred_at"`
+	// Seal proves a payonce service wrote the event (see SealKey).
+	Seal string `json:"seal,omitempty"`
 }

@@ -40,6 +40,7 @@ var (
 type Client struct {
 	endpoints  []string
 	http       *http.Client
+	attempt    time.Duration
 	owner      string
 	margin     func(ttl time.Duration) time.Duration
 	tracer     trace.Tracer
@@ -53,8 +54,26 @@ type Client struct {
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sets the HTTP client (timeouts, transport).
+// WithHTTPClient sets the HTTP client (transport, TLS). Leave its Timeout
+// zero: a Timeout shorter than an acquire's wait plus WaitMargin cuts a
+// queued acquire off before the coordinator's answer, which is the failure
+// the per-attempt timeout exists to avoid (see WithAttemptTimeout).
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// DefaultAttemptTimeout bounds one HTTP attempt of a call that does not
+// wait in line (keepalive, release, an acquire without Wait).
+const DefaultAttemptTimeout = 10 * time.Second
+
+// WaitMargin is how much longer than its wait the client gives one attempt
+// of a queued acquire. The coordinator answers a wait that ran out with a
+// clean 409 once it has withdrawn the request through the log (up to 2 s
+// for that proposal, plus a forwarding hop); giving up sooner would leave
+// the outcome unknown and force a retry.
+const WaitMargin = 5 * time.Second
+
+// WithAttemptTimeout sets DefaultAttemptTimeout for this client. An
+// acquire with Wait(w) always gets at least w + WaitMargin per attempt.
+func WithAttemptTimeout(d time.Duration) Option { return func(c *Client) { c.attempt = d } }
 
 // WithOwner labels this client's leases, for operators reading lock state.
 func WithOwner(owner string) Option { return func(c *Client) { c.owner = owner } }
@@ -83,7 +102,9 @@ func NewClient(endpoints []string, opts ...Option) *Client {
 	tr.MaxIdleConnsPerHost = 256
 	c := &Client{
 		endpoints: append([]string(nil), endpoints...),
-		http:      &http.Client{Timeout: 10 * time.Second, Transport: tr},
+		// No client-wide Timeout: each attempt has its own (see call).
+		http:    &http.Client{Transport: tr},
+		attempt: DefaultAttemptTimeout,
 		margin: func(ttl time.Duration) time.Duration {
 			return max(ttl/10, 20*time.Millisecond)
 		},
@@ -114,7 +135,13 @@ type leaseBody struct {
 // Acquire takes the lock name for ttl and keeps it alive in the background
 // until Release or until it is lost (see Lease.Done). Retries after
 // timeouts and leader changes reuse one request id, so they cannot take the
-// lock twice. It never returns a lease whose time may already be up.
+// lock twice and keep the place in line the first try took; each try also
+// carries its attempt number, so that the coordinator lets only the newest
+// try withdraw the request (an abandoned try's late cancel cannot end the
+// lease a retry was given). One try lasts up to the wait plus WaitMargin,
+// longer than the coordinator's own wait, so a wait that runs out ends in a
+// clean ErrLockHeld rather than a timeout. It never returns a lease whose
+// time may already be up.
 func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, opts ...AcquireOption) (*Lease, error) {
 	var o acquireOptions
 	for _, opt := range opts {
@@ -122,13 +149,21 @@ func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, op
 	}
 	ctx, span := c.tracer.Start(ctx, "lock.acquire", trace.WithAttributes(attribute.String("lock", name), attribute.Int64("lock.ttl_ms", ttl.Milliseconds())))
 	defer span.End()
-	body, _ := json.Marshal(map[string]any{"request_id": uuid.NewString(), "owner": c.owner, "ttl_ms": ttl.Milliseconds(), "wait_ms": o.wait.Milliseconds()})
+	rid := uuid.NewString()
+	body := func(attempt int) []byte {
+		b, _ := json.Marshal(map[string]any{"request_id": rid, "attempt": attempt, "owner": c.owner, "ttl_ms": ttl.Milliseconds(), "wait_ms": o.wait.Milliseconds()})
+		return b
+	}
+	perAttempt := c.attempt
+	if o.wait > 0 {
+		perAttempt = max(perAttempt, o.wait+WaitMargin)
+	}
 	// The server's deadline is at least the commit time of the grant plus
 	// ttl, and the commit comes after this moment: counting from here is
 	// safe whatever retries follow.
 	sentAt := time.Now()
 	var lb leaseBody
-	if err := c.call(ctx, http.MethodPost, "/v1/locks/"+url.PathEscape(name)+"/leases", body, http.StatusCreated, &lb); err != nil {
+	if err := c.attempts(ctx, http.MethodPost, "/v1/locks/"+url.PathEscape(name)+"/leases", body, perAttempt, http.StatusCreated, &lb); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return nil, fmt.Errorf("acquire %s: %w", name, err)
 	}
@@ -182,11 +217,19 @@ const maxBackoff = 50 * time.Millisecond
 // call sends one request, moving to another node on network errors and
 // 503s (following a named leader), until a definite answer or ctx ends.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	return c.attempts(ctx, method, path, func(int) []byte { return body }, c.attempt, want, out)
+}
+
+// attempts is call with a body per attempt (numbered from 1) and a timeout
+// per attempt; an attempt that times out is retried like a network error.
+func (c *Client) attempts(ctx context.Context, method, path string, body func(attempt int) []byte, perAttempt time.Duration, want int, out any) error {
 	backoff := 10 * time.Millisecond
 	var lastErr error
-	for attempt := 0; attempt < 1000; attempt++ {
+	for attempt := 1; attempt <= 1000; attempt++ {
 		base := c.endpoint()
-		err := c.once(ctx, method, base+path, body, want, out)
+		actx, cancel := context.WithTimeout(ctx, perAttempt)
+		err := c.once(actx, method, base+path, body(attempt), want, out)
+		cancel()
 		var es *errStatus
 		switch {
 		case err == nil:

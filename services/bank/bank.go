@@ -261,7 +261,7 @@ func (s *Simulator) idempotent(ctx context.Context, key, fp string, apply func()
 	if key == "" || len(key) > 255 {
 		return nil, errs.E(errs.Invalid, "Idempotency-Key header is required (1 to 255 characters)").WithType("idempotency-key-missing")
 	}
-	latency, fail, lose := s.drawFaults()
+	latency, fail, lose, answer := s.drawFaults()
 	if latency > 0 {
 		t := time.NewTimer(latency)
 		select {
@@ -273,6 +273,9 @@ func (s *Simulator) idempotent(ctx context.Context, key, fp string, apply func()
 	}
 	if fail {
 		return nil, errs.E(errs.Unavailable, "bank simulator: injected failure before processing; nothing was charged")
+	}
+	if answer != 0 {
+		return nil, InjectedAnswer{Status: answer}
 	}
 
 	// apply runs under the lock, so two requests with one key are
@@ -298,12 +301,14 @@ func (s *Simulator) idempotent(ctx context.Context, key, fp string, apply func()
 	return v, err
 }
 
-func (s *Simulator) drawFaults() (latency time.Duration, fail, lose bool) {
+func (s *Simulator) drawFaults() (latency time.Duration, fail, lose bool, answer int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := &s.faults
 	latency = time.Duration(f.LatencyMS) * time.Millisecond
 	switch {
+	case len(f.AnswerNext) > 0:
+		answer, f.AnswerNext = f.AnswerNext[0], f.AnswerNext[1:]
 	case f.FailNext > 0:
 		f.FailNext--
 		fail = true
@@ -315,7 +320,7 @@ func (s *Simulator) drawFaults() (latency time.Duration, fail, lose bool) {
 	case f.LoseResponseRate > 0 && s.rng.Float64() < f.LoseResponseRate:
 		lose = true
 	}
-	return latency, fail, lose
+	return latency, fail, lose, answer
 }
 
 func (s *Simulator) newID(prefix string) string {

@@ -1,6 +1,10 @@
 package bank
 
-import "github.com/payonce/payonce/internal/errs"
+import (
+	"fmt"
+
+	"github.com/payonce/payonce/internal/errs"
+)
 
 // Faults are the misbehaviours the simulator can be told to show. Counters
 // (FailNext, LoseNext) make a test deterministic; rates make a demo lively.
@@ -18,6 +22,22 @@ type Faults struct {
 	LoseNext int `json:"lose_next"`
 	// DeclineCards lists card numbers the issuer declines.
 	DeclineCards []string `json:"decline_cards"`
+	// AnswerNext answers the next requests, one status each, before any
+	// effect: what a real provider says when a request with the same key
+	// is still in progress (409), it is rate limiting (429) or down (503),
+	// or our credentials or URL are wrong (401, 403, 404). A client must
+	// tell these apart from a decline (see services/payments/bank).
+	AnswerNext []int `json:"answer_next"`
+}
+
+// InjectedAnswer is a status the simulator was told to answer with
+// (Faults.AnswerNext); the transport writes it as problem+json.
+type InjectedAnswer struct {
+	Status int
+}
+
+func (e InjectedAnswer) Error() string {
+	return fmt.Sprintf("bank simulator: injected answer %d before processing; nothing was charged", e.Status)
 }
 
 // Validate refuses settings that cannot mean anything.
@@ -31,6 +51,12 @@ func (f Faults) Validate() error {
 	}
 	if f.LoseResponseRate < 0 || f.LoseResponseRate > 1 {
 		fields = append(fields, errs.FieldError{Field: "lose_response_rate", Reason: "between 0 and 1"})
+	}
+	for _, code := range f.AnswerNext {
+		if code < 400 || code > 599 {
+			fields = append(fields, errs.FieldError{Field: "answer_next", Reason: "HTTP error statuses, 400 to 599"})
+			break
+		}
 	}
 	if f.FailNext < 0 || f.LoseNext < 0 {
 		fields = append(fields, errs.FieldError{Field: "fail_next/lose_next", Reason: "not negative"})
@@ -58,5 +84,6 @@ func (s *Simulator) Faults() Faults {
 	defer s.mu.Unlock()
 	f := s.faults
 	f.DeclineCards = append([]string(nil), f.DeclineCards...)
+	f.AnswerNext = append([]int(nil), f.AnswerNext...)
 	return f
 }

@@ -80,8 +80,13 @@ type AcquireRequest struct {
 	// Owner labels the holder (optional).
 	Owner string
 	// RequestID makes the acquire idempotent: a retried request with the same
-	// id returns the lease the first one got instead of taking another.
+	// id returns the lease the first one got instead of taking another, and
+	// keeps the place in line the first one took.
 	RequestID string
+	// Attempt numbers the tries of one request (1, 2, ...). Only the newest
+	// attempt the log has seen may withdraw the request, so a cancel from a
+	// try whose client has already retried cannot end the retry's lease.
+	Attempt uint64
 	// TTL is the lease time to live.
 	TTL time.Duration
 	// Wait, when positive, queues the acquirer (first come, first served) for

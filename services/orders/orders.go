@@ -86,10 +86,15 @@ type OrderList struct {
 // Service is what the orders service does.
 type Service interface {
 	CreateOrder(ctx context.Context, caller string, req CreateOrderRequest) (Order, error)
-	Order(ctx context.Context, id string) (Order, error)
-	CustomerOrders(ctx context.Context, customerID string, page Page) (OrderList, error)
-	// CancelOrder cancels a pending order; any other state is a conflict.
-	CancelOrder(ctx context.Context, id string) (Order, error)
+	// Order returns the caller's order id; another caller's order is
+	// ErrOrderNotFound, exactly like one that does not exist.
+	Order(ctx context.Context, caller, id string) (Order, error)
+	// CustomerOrders lists the orders of the caller's customer customerID:
+	// customers are a per-caller namespace.
+	CustomerOrders(ctx context.Context, caller, customerID string, page Page) (OrderList, error)
+	// CancelOrder cancels the caller's pending order; any other state is a
+	// conflict, another caller's order is not found.
+	CancelOrder(ctx context.Context, caller, id string) (Order, error)
 	// ApplyPaymentOutcome moves the order a payment outcome is about,
 	// once per event however often it is delivered.
 	ApplyPaymentOutcome(ctx context.Context, ev events.PaymentOutcomeEvent) error
@@ -100,11 +105,16 @@ type Store interface {
 	// CreateOrder inserts o and its orders.created event unless an order
 	// with o.ID exists; it returns the stored order.
 	CreateOrder(ctx context.Context, o Order, ev events.OrderCreatedEvent) (Order, error)
-	Order(ctx context.Context, id string) (Order, error)
-	CustomerOrders(ctx context.Context, customerID string, page Page) (OrderList, error)
-	// Transition moves order id from `from` to `to` if it is in `from`,
-	// and returns the order as it now stands and whether it moved.
-	Transition(ctx context.Context, id string, from, to Status, paymentID, reason string) (Order, bool, error)
+	// Order returns order id if caller owns it. Every read the API makes
+	// is scoped in SQL, so no code path can forget the check.
+	Order(ctx context.Context, caller, id string) (Order, error)
+	// OrderByID returns order id whoever owns it, for checking an event
+	// against the order it names; never for answering a caller.
+	OrderByID(ctx context.Context, id string) (Order, error)
+	CustomerOrders(ctx context.Context, caller, customerID string, page Page) (OrderList, error)
+	// Transition moves caller's order id from `from` to `to` if it is in
+	// `from`, and returns the order as it now stands and whether it moved.
+	Transition(ctx context.Context, caller, id string, from, to Status, paymentID, reason string) (Order, bool, error)
 	// ApplyOutcome records the event in the inbox and, if it is new and
 	// the order is pending, moves the order (applied); all in one
 	// transaction. A new success for an order cancelled meanwhile writes an
@@ -112,6 +122,11 @@ type Store interface {
 	// (refundRequested).
 	ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent, to Status) (applied, refundRequested bool, err error)
 }
+
+// CustomerKey names the customer customerID of caller wherever one name
+// is needed (the ring): customers are a per-caller namespace. Callers
+// never contain ":" (internal/apikey), so the name is unambiguous.
+func CustomerKey(caller, customerID string) string { return caller + ":" + customerID }
 
 var idNamespace = uuid.MustParse("8d1a3c55-2f4b-4f0e-9b7e-0c6d3e2a9f11")
 

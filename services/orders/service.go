@@ -24,17 +24,26 @@ const (
 type service struct {
 	store   Store
 	catalog Catalog
+	seal    events.SealKey
 	tracer  trace.Tracer
 	logger  *slog.Logger
 	now     func() time.Time
 }
 
-// NewService returns the orders service on its store and catalog.
-func NewService(store Store, catalog Catalog, tracer trace.Tracer, logger *slog.Logger) Service {
+// NewService returns the orders service on its store and catalog. seal
+// seals the events it writes and checks the ones it consumes.
+func NewService(store Store, catalog Catalog, seal events.SealKey, tracer trace.Tracer, logger *slog.Logger) Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &service{store: store, catalog: catalog, tracer: tracer, logger: logger, now: time.Now}
+	return &service{store: store, catalog: catalog, seal: seal, tracer: tracer, logger: logger, now: time.Now}
+}
+
+// unverifiable is the error of an event that fails its checks: an Invalid
+// error of type "unverifiable-event". Retrying cannot make it pass, so the
+// consumer terminates it to the dead-letter stream and never applies it.
+func unverifiable(why string, args ...any) error {
+	return errs.Wrap(errs.Invalid, "event failed verification", fmt.Errorf(why, args...)).WithType("unverifiable-event")
 }
 
 func (s *service) CreateOrder(ctx context.Context, caller string, req CreateOrderRequest) (Order, error) {
@@ -46,12 +55,14 @@ func (s *service) CreateOrder(ctx context.Context, caller string, req CreateOrde
 	ev := events.OrderCreatedEvent{
 		EventID:    createdEventID(o.ID),
 		OrderID:    o.ID,
+		Caller:     caller,
 		CustomerID: o.CustomerID,
 		Amount:     o.Total,
 		Currency:   o.Currency,
 		Card:       o.Card,
 		OccurredAt: s.now().UTC(),
 	}
+	ev = s.seal.SealOrderCreated(ev)
 	stored, err := s.store.CreateOrder(ctx, o, ev)
 	if err != nil {
 		return Order{}, err
@@ -114,11 +125,11 @@ func (s *service) price(req CreateOrderRequest) (Order, error) {
 	return o, nil
 }
 
-func (s *service) Order(ctx context.Context, id string) (Order, error) {
-	return s.store.Order(ctx, id)
+func (s *service) Order(ctx context.Context, caller, id string) (Order, error) {
+	return s.store.Order(ctx, caller, id)
 }
 
-func (s *service) CustomerOrders(ctx context.Context, customerID string, page Page) (OrderList, error) {
+func (s *service) CustomerOrders(ctx context.Context, caller, customerID string, page Page) (OrderList, error) {
 	if customerID == "" || len(customerID) > 128 {
 		return OrderList{}, errs.E(errs.Invalid, "customer id must be 1 to 128 characters")
 	}
@@ -128,11 +139,11 @@ func (s *service) CustomerOrders(ctx context.Context, customerID string, page Pa
 	if page.Limit > 100 {
 		return OrderList{}, errs.E(errs.Invalid, "limit must be at most 100").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
 	}
-	return s.store.CustomerOrders(ctx, customerID, page)
+	return s.store.CustomerOrders(ctx, caller, customerID, page)
 }
 
-func (s *service) CancelOrder(ctx context.Context, id string) (Order, error) {
-	o, moved, err := s.store.Transition(ctx, id, PendingPayment, Cancelled, "", "")
+func (s *service) CancelOrder(ctx context.Context, caller, id string) (Order, error) {
+	o, moved, err := s.store.Transition(ctx, caller, id, PendingPayment, Cancelled, "", "")
 	if err != nil {
 		return Order{}, err
 	}
@@ -157,6 +168,9 @@ func (s *service) ApplyPaymentOutcome(ctx context.Context, ev events.PaymentOutc
 	ctx, span := s.tracer.Start(ctx, "orders.apply_payment_outcome", trace.WithAttributes(
 		attribute.String("order.id", ev.OrderID), attribute.String("payment.status", ev.Status)))
 	defer span.End()
+	if err := s.verifyOutcome(ctx, ev); err != nil {
+		return err
+	}
 	applied, refund, err := s.store.ApplyOutcome(ctx, ev, to)
 	if err != nil {
 		return err
@@ -168,6 +182,33 @@ func (s *service) ApplyPaymentOutcome(ctx context.Context, ev events.PaymentOutc
 		// row; payments refunds the capture in full.
 		s.logger.WarnContext(ctx, "payment succeeded for a cancelled order; refund requested",
 			"order_id", ev.OrderID, "payment_id", ev.PaymentID)
+	}
+	return nil
+}
+
+// verifyOutcome checks an outcome against the order it names: the seal,
+// then that the payment is the one payments derives for this order and
+// that it charged this order's caller, customer, amount and currency. An
+// outcome that passes could only have been written by payments about this
+// order; anything else is refused before it touches the inbox.
+func (s *service) verifyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent) error {
+	if err := s.seal.Verify(ev, ev.Seal); err != nil {
+		return unverifiable("outcome %s: %w", ev.EventID, err)
+	}
+	o, err := s.store.OrderByID(ctx, ev.OrderID)
+	if errs.KindOf(err) == errs.NotFound {
+		return unverifiable("outcome %s names order %q, which does not exist", ev.EventID, ev.OrderID)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case ev.PaymentID != events.PaymentIDForOrder(o.ID):
+		return unverifiable("outcome %s: payment %q is not the payment of order %s", ev.EventID, ev.PaymentID, o.ID)
+	case ev.Amount != o.Total || ev.Currency != o.Currency:
+		return unverifiable("outcome %s: %d %s is not the order's %d %s", ev.EventID, ev.Amount, ev.Currency, o.Total, o.Currency)
+	case ev.Caller != o.Caller || ev.CustomerID != o.CustomerID:
+		return unverifiable("outcome %s: caller or customer is not the order's", ev.EventID)
 	}
 	return nil
 }

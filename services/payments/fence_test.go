@@ -126,12 +126,12 @@ func TestStaleHolderIsFencedAndTheChargeCompletesOnce(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("recovery finished %d, %v; want 1", n, err)
 	}
-	p, err := b.Payment(ctx, req.ID)
+	p, err := b.Payment(ctx, "shop", req.ID)
 	if err != nil || p.Status != payments.Succeeded {
 		t.Fatalf("after recovery: %+v %v", p, err)
 	}
 	var fenceToken uint64
-	if err := pool.QueryRow(ctx, `SELECT token FROM fence_tokens WHERE resource = 'customer:cust-stale'`).Scan(&fenceToken); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT token FROM fence_tokens WHERE resource = 'customer:shop:cust-stale'`).Scan(&fenceToken); err != nil {
 		t.Fatal(err)
 	}
 	if fenceToken <= tokenA {

@@ -119,12 +119,14 @@ type Service interface {
 	// PayOrder charges the order an orders.created event announces, once
 	// however often the event is delivered.
 	PayOrder(ctx context.Context, ev events.OrderCreatedEvent) (Payment, error)
-	// Payment returns a payment by id.
-	Payment(ctx context.Context, id string) (Payment, error)
-	// CustomerPayments lists a customer's payments, newest first.
-	CustomerPayments(ctx context.Context, customerID string, page Page) (PaymentList, error)
-	// RefundPayment refunds part of a succeeded payment, once per intent,
-	// never more in total than was captured.
+	// Payment returns the caller's payment id; another caller's payment
+	// is ErrPaymentNotFound, exactly like one that does not exist.
+	Payment(ctx context.Context, caller, id string) (Payment, error)
+	// CustomerPayments lists the payments of the caller's customer
+	// customerID, newest first: customers are a per-caller namespace.
+	CustomerPayments(ctx context.Context, caller, customerID string, page Page) (PaymentList, error)
+	// RefundPayment refunds part of the caller's succeeded payment, once
+	// per intent, never more in total than was captured.
 	RefundPayment(ctx context.Context, caller string, req RefundRequest) (Refund, error)
 	// RefundOrder refunds in full the payment of an order that was
 	// cancelled while it was being charged, once however often the
@@ -134,6 +136,13 @@ type Service interface {
 	// older than olderThan and that are not final: work whose process died.
 	ResumeUnfinished(ctx context.Context, olderThan time.Duration, limit int) (int, error)
 }
+
+// CustomerKey names the customer customerID of caller wherever one name
+// is needed (the ring, the customer's lock and fence): customers are a
+// per-caller namespace, so `alice` of two callers are two customers with
+// two locks. Callers never contain ":" (internal/apikey), so the name is
+// unambiguous.
+func CustomerKey(caller, customerID string) string { return caller + ":" + customerID }
 
 // idNamespace roots the name-based (v5) UUIDs that tie ids to intents.
 var idNamespace = uuid.MustParse("3f1c6a52-8a0e-4f55-9d0c-6b1f0d8a7e21")
@@ -151,9 +160,8 @@ func RefundIDForOrder(orderID string) string {
 }
 
 // PaymentIDForOrder names the payment of an order: one per order.
-func PaymentIDForOrder(orderID string) string {
-	return uuid.NewSHA1(idNamespace, []byte("order\x00"+orderID)).String()
-}
+// It is events.PaymentIDForOrder: orders derives it too, to check outcomes.
+func PaymentIDForOrder(orderID string) string { return events.PaymentIDForOrder(orderID) }
 
 // RefundIDFor names the refund of an API intent.
 func RefundIDFor(scope, idempotencyKey string) string {

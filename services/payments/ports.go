@@ -35,8 +35,13 @@ type Store interface {
 	// CreatePayment inserts p unless a payment with p.ID or p.OrderID
 	// exists, and returns the stored payment and whether this call created it.
 	CreatePayment(ctx context.Context, p Payment) (Payment, bool, error)
+	// Payment returns payment id whoever owns it, for the service's own
+	// work (recovery, events); never for answering a caller.
 	Payment(ctx context.Context, id string) (Payment, error)
-	CustomerPayments(ctx context.Context, customerID string, page Page) (PaymentList, error)
+	// CallerPayment returns payment id if caller owns it. Every read the
+	// API makes is scoped in SQL, so no code path can forget the check.
+	CallerPayment(ctx context.Context, caller, id string) (Payment, error)
+	CustomerPayments(ctx context.Context, caller, customerID string, page Page) (PaymentList, error)
 	// MarkAuthorizing moves a pending payment to authorizing. A payment
 	// already authorizing or final is returned unchanged.
 	MarkAuthorizing(ctx context.Context, id string, fence Fence) (Payment, error)

@@ -23,6 +23,9 @@ type Config struct {
 	LockTTL time.Duration
 	// Now is the clock for event timestamps (not for any decision).
 	Now func() time.Time
+	// Seal seals the outcomes the service writes and checks the events
+	// it consumes (see events.SealKey).
+	Seal events.SealKey
 }
 
 // service implements Service.
@@ -49,16 +52,25 @@ func NewService(store Store, locker Locker, bank Bank, cfg Config, tracer trace.
 	return &service{store: store, locker: locker, bank: bank, cfg: cfg, tracer: tracer, logger: logger}
 }
 
-// OrdersCaller is the caller recorded for payments made from orders events.
-const OrdersCaller = "orders"
-
 func (s *service) CreatePayment(ctx context.Context, caller string, req CreatePaymentRequest) (Payment, error) {
 	return s.pay(ctx, req, Payment{Caller: caller})
 }
 
+// unverifiable is the error of an event that fails its checks: an Invalid
+// error of type "unverifiable-event", which the consumer terminates to the
+// dead-letter stream without acting on it.
+func unverifiable(why string, args ...any) error {
+	return errs.Wrap(errs.Invalid, "event failed verification", fmt.Errorf(why, args...)).WithType("unverifiable-event")
+}
+
 func (s *service) PayOrder(ctx context.Context, ev events.OrderCreatedEvent) (Payment, error) {
-	if ev.OrderID == "" {
-		return Payment{}, errs.E(errs.Invalid, "orders.created event without order_id")
+	// Checked before anything is written: a forged order charges nothing
+	// and leaves no row behind.
+	if err := s.cfg.Seal.Verify(ev, ev.Seal); err != nil {
+		return Payment{}, unverifiable("orders.created %s: %w", ev.EventID, err)
+	}
+	if ev.OrderID == "" || ev.Caller == "" {
+		return Payment{}, unverifiable("orders.created %s without order_id or caller", ev.EventID)
 	}
 	req := CreatePaymentRequest{
 		ID:         PaymentIDForOrder(ev.OrderID),
@@ -69,7 +81,8 @@ func (s *service) PayOrder(ctx context.Context, ev events.OrderCreatedEvent) (Pa
 	}
 	// The inbox row (SourceEventID) is written with the payment, in one
 	// transaction.
-	return s.pay(ctx, req, Payment{Caller: OrdersCaller, OrderID: ev.OrderID, SourceEventID: ev.EventID})
+	// The payment belongs to the order's caller, who can then read it.
+	return s.pay(ctx, req, Payment{Caller: ev.Caller, OrderID: ev.OrderID, SourceEventID: ev.EventID})
 }
 
 // pay records the intent req (with the origin fields of from: caller, order,
@@ -91,7 +104,7 @@ func (s *service) pay(ctx context.Context, req CreatePaymentRequest, from Paymen
 	if err != nil {
 		return Payment{}, err
 	}
-	if p.Amount != req.Amount || p.Currency != req.Currency || p.CustomerID != req.CustomerID {
+	if p.Amount != req.Amount || p.Currency != req.Currency || p.CustomerID != req.CustomerID || p.Caller != intent.Caller {
 		// Only possible if two intents hash to one id; refuse rather than
 		// answer one intent with another's payment.
 		return Payment{}, errs.E(errs.Conflict, "a different payment already exists for this intent")
@@ -100,11 +113,11 @@ func (s *service) pay(ctx context.Context, req CreatePaymentRequest, from Paymen
 	return s.settle(ctx, p)
 }
 
-func (s *service) Payment(ctx context.Context, id string) (Payment, error) {
-	return s.store.Payment(ctx, id)
+func (s *service) Payment(ctx context.Context, caller, id string) (Payment, error) {
+	return s.store.CallerPayment(ctx, caller, id)
 }
 
-func (s *service) CustomerPayments(ctx context.Context, customerID string, page Page) (PaymentList, error) {
+func (s *service) CustomerPayments(ctx context.Context, caller, customerID string, page Page) (PaymentList, error) {
 	if customerID == "" || len(customerID) > 128 {
 		return PaymentList{}, errs.E(errs.Invalid, "customer id must be 1 to 128 characters")
 	}
@@ -114,12 +127,13 @@ func (s *service) CustomerPayments(ctx context.Context, customerID string, page 
 	if page.Limit > 100 {
 		return PaymentList{}, errs.E(errs.Invalid, "limit must be at most 100").WithFields(errs.FieldError{Field: "limit", Reason: "1 to 100"})
 	}
-	return s.store.CustomerPayments(ctx, customerID, page)
+	return s.store.CustomerPayments(ctx, caller, customerID, page)
 }
 
 // customerLock names the lock (and fence resource) that serialises charges
-// of one customer across every payments instance.
-func customerLock(customerID string) string { return "customer:" + customerID }
+// of one customer across every payments instance. It is the caller's
+// customer: two callers' `alice` never wait for each other.
+func customerLock(p Payment) string { return "customer:" + CustomerKey(p.Caller, p.CustomerID) }
 
 // settle drives a payment to a final state from wherever it stands. It is
 // the one procedure behind every entry point, and it is safe to run again
@@ -134,7 +148,7 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 		attribute.String("payment.id", p.ID), attribute.String("payment.status", string(p.Status))))
 	defer span.End()
 
-	lease, err := s.locker.Acquire(ctx, customerLock(p.CustomerID), s.cfg.LockTTL)
+	lease, err := s.locker.Acquire(ctx, customerLock(p), s.cfg.LockTTL)
 	if err != nil {
 		return p, errs.Wrap(errs.Unavailable, "could not lock the customer for charging; retry", err).WithRetryAfter(1)
 	}
@@ -148,7 +162,7 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 	defer cancel()
 	stop := context.AfterFunc(lease.Context(), cancel)
 	defer stop()
-	fence := Fence{Resource: customerLock(p.CustomerID), Token: lease.Token()}
+	fence := Fence{Resource: customerLock(p), Token: lease.Token()}
 	span.SetAttributes(attribute.Int64("lock.fence_token", int64(fence.Token)))
 
 	p, err = s.store.MarkAuthorizing(ctx, p.ID, fence)
@@ -175,6 +189,7 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 		EventID:       outcomeEventID(p.ID),
 		PaymentID:     p.ID,
 		OrderID:       p.OrderID,
+		Caller:        p.Caller,
 		CustomerID:    p.CustomerID,
 		Amount:        p.Amount,
 		Currency:      p.Currency,
@@ -182,6 +197,7 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 		FailureReason: reason,
 		OccurredAt:    s.cfg.Now().UTC(),
 	}
+	ev = s.cfg.Seal.SealPaymentOutcome(ev)
 	p, err = s.store.FinishPayment(ctx, p.ID, fence, result, ev)
 	if err == nil {
 		failpoint.Hit(FailAfterFinish)
@@ -204,14 +220,16 @@ func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRe
 		return Refund{}, errs.E(errs.Invalid, "refund amount must be a positive number of minor units").
 			WithFields(errs.FieldError{Field: "amount", Reason: "positive integer, minor units"})
 	}
-	p, err := s.store.Payment(ctx, req.PaymentID)
+	// Scoped to the caller: another caller's payment is not found, and
+	// nothing is reserved or sent to the bank.
+	p, err := s.store.CallerPayment(ctx, caller, req.PaymentID)
 	if err != nil {
 		return Refund{}, err
 	}
 	if p.Status != Succeeded {
 		return Refund{}, ErrNotRefundable
 	}
-	lease, err := s.locker.Acquire(ctx, customerLock(p.CustomerID), s.cfg.LockTTL)
+	lease, err := s.locker.Acquire(ctx, customerLock(p), s.cfg.LockTTL)
 	if err != nil {
 		return Refund{}, errs.Wrap(errs.Unavailable, "could not lock the customer for refunding; retry", err).WithRetryAfter(1)
 	}
@@ -220,7 +238,7 @@ func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRe
 	defer cancel()
 	stop := context.AfterFunc(lease.Context(), cancel)
 	defer stop()
-	fence := Fence{Resource: customerLock(p.CustomerID), Token: lease.Token()}
+	fence := Fence{Resource: customerLock(p), Token: lease.Token()}
 
 	r, err := s.store.ReserveRefund(ctx, Refund{
 		ID:        req.ID,
@@ -237,15 +255,24 @@ func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRe
 }
 
 func (s *service) RefundOrder(ctx context.Context, ev events.RefundRequestedEvent) (Refund, error) {
+	if err := s.cfg.Seal.Verify(ev, ev.Seal); err != nil {
+		return Refund{}, unverifiable("orders.refund_requested %s: %w", ev.EventID, err)
+	}
 	if ev.OrderID == "" || ev.PaymentID != PaymentIDForOrder(ev.OrderID) {
-		return Refund{}, errs.E(errs.Invalid, "refund request does not name the payment of its order")
+		return Refund{}, unverifiable("refund request %s does not name the payment of its order", ev.EventID)
 	}
 	ctx, span := s.tracer.Start(ctx, "payments.refund_order", trace.WithAttributes(
 		attribute.String("order.id", ev.OrderID), attribute.String("payment.id", ev.PaymentID)))
 	defer span.End()
 	p, err := s.store.Payment(ctx, ev.PaymentID)
+	if errs.KindOf(err) == errs.NotFound {
+		return Refund{}, unverifiable("refund request %s: payment %s is not one of ours", ev.EventID, ev.PaymentID)
+	}
 	if err != nil {
 		return Refund{}, err
+	}
+	if p.OrderID != ev.OrderID || p.Caller != ev.Caller {
+		return Refund{}, unverifiable("refund request %s: payment %s is not this caller's order's", ev.EventID, p.ID)
 	}
 	// The amount is what this service captured and has not refunded yet,
 	// not what the event says; a redelivery finds the refund it started
@@ -261,7 +288,7 @@ func (s *service) RefundOrder(ctx context.Context, ev events.RefundRequestedEven
 		// Refunded in full already, through the API.
 		return Refund{}, nil
 	}
-	r, err := s.RefundPayment(ctx, OrdersCaller, RefundRequest{ID: id, PaymentID: p.ID, Amount: amount})
+	r, err := s.RefundPayment(ctx, p.Caller, RefundRequest{ID: id, PaymentID: p.ID, Amount: amount})
 	if errors.Is(err, ErrRefundExceedsCaptured) {
 		// A refund through the API raced this one; the next delivery
 		// recomputes what is left.
@@ -315,12 +342,12 @@ func (s *service) resumeRefund(ctx context.Context, r Refund) error {
 	if err != nil {
 		return err
 	}
-	lease, err := s.locker.Acquire(ctx, customerLock(p.CustomerID), s.cfg.LockTTL)
+	lease, err := s.locker.Acquire(ctx, customerLock(p), s.cfg.LockTTL)
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, "could not lock the customer", err)
 	}
 	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
-	_, err = s.finishRefund(ctx, r, p.BankChargeID, Fence{Resource: customerLock(p.CustomerID), Token: lease.Token()})
+	_, err = s.finishRefund(ctx, r, p.BankChargeID, Fence{Resource: customerLock(p), Token: lease.Token()})
 	return err
 }
 

@@ -230,7 +230,8 @@ func TestCustomersArePartitionedOnTheRing(t *testing.T) {
 	forwarded := 0
 	for i := range 100 {
 		customer := fmt.Sprintf("cust-%03d", i)
-		owner, _ := snap.Owner(customer)
+		// Customers are per caller: the ring key is the caller's customer.
+		owner, _ := snap.Owner(orders.CustomerKey("shop", customer))
 		target := i % 2 // alternate entry points
 		r := call("POST", s.orders.urls[target]+"/v1/orders", testAPIKey, "ring-"+customer, newOrder(customer))
 		if r.Status != 201 {
@@ -422,8 +423,8 @@ func TestRedeliveryAndCrashesMoveOrdersOnce(t *testing.T) {
 	}
 	updatedAt = readUpdated()
 	js := jetStream(t, natsURL)
-	ev := events.PaymentOutcomeEvent{EventID: "replayed-outcome-of-" + o.ID, PaymentID: payments.PaymentIDForOrder(o.ID), OrderID: o.ID,
-		CustomerID: "cust-crashy", Amount: o.Total, Currency: "EUR", Status: "failed", FailureReason: "a late, contradicting duplicate"}
+	ev := testSeal.SealPaymentOutcome(events.PaymentOutcomeEvent{EventID: "replayed-outcome-of-" + o.ID, PaymentID: payments.PaymentIDForOrder(o.ID), OrderID: o.ID,
+		Caller: "shop", CustomerID: "cust-crashy", Amount: o.Total, Currency: "EUR", Status: "failed", FailureReason: "a late, contradicting duplicate"})
 	publishCopies(t, js, events.PaymentFailed, ev, "dup", 10)
 	eventually(t, 30*time.Second, "the ten deliveries to be recorded", func() bool {
 		return dbCount(t, ord.dbURL, `SELECT count(*) FROM inbox WHERE message_id = $1`, ev.EventID) == 1 && consumerDone(t, js, "PAYMENTS", "orders-payment-outcomes")
@@ -580,8 +581,8 @@ func TestPaymentForACancelledOrderIsRefunded(t *testing.T) {
 	// The refund request, delivered three more times past JetStream's
 	// de-duplication, refunds nothing more.
 	js := jetStream(t, s.natsURL)
-	publishCopies(t, js, events.OrderRefundRequested, events.RefundRequestedEvent{EventID: "replayed-refund-of-" + o.ID, OrderID: o.ID, PaymentID: paymentID,
-		CustomerID: "cust-cancel-race", Amount: o.Total, Currency: "EUR", Reason: "a duplicate"}, "dup-refund", 3)
+	publishCopies(t, js, events.OrderRefundRequested, testSeal.SealRefundRequested(events.RefundRequestedEvent{EventID: "replayed-refund-of-" + o.ID, OrderID: o.ID, PaymentID: paymentID,
+		Caller: "shop", CustomerID: "cust-cancel-race", Amount: o.Total, Currency: "EUR", Reason: "a duplicate"}), "dup-refund", 3)
 	eventually(t, 30*time.Second, "the duplicates to be consumed", func() bool {
 		return consumerDone(t, js, "ORDERS", "payments-orders-refunds")
 	})
@@ -603,8 +604,8 @@ func TestPaymentForACancelledOrderIsRefunded(t *testing.T) {
 
 	// A refund request that does not name its order's payment is refused
 	// (terminated, not retried) and refunds nothing.
-	publishCopies(t, js, events.OrderRefundRequested, events.RefundRequestedEvent{EventID: "bad-refund", OrderID: o.ID,
-		PaymentID: "00000000-0000-0000-0000-000000000000", Amount: o.Total}, "bad-refund", 1)
+	publishCopies(t, js, events.OrderRefundRequested, testSeal.SealRefundRequested(events.RefundRequestedEvent{EventID: "bad-refund", OrderID: o.ID,
+		PaymentID: "00000000-0000-0000-0000-000000000000", Caller: "shop", Amount: o.Total}), "bad-refund", 1)
 	eventually(t, 30*time.Second, "the bad request to be consumed", func() bool {
 		return consumerDone(t, js, "ORDERS", "payments-orders-refunds")
 	})

@@ -319,7 +319,7 @@ func TestPaymentsOrderRedeliveredManyTimes(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ev := events.OrderCreatedEvent{EventID: "evt-order-1", OrderID: "order-1", CustomerID: "cust-4", Amount: 3300, Currency: "EUR", Card: "4242424242424242", OccurredAt: time.Now().UTC()}
+	ev := testSeal.SealOrderCreated(events.OrderCreatedEvent{EventID: "evt-order-1", OrderID: "order-1", Caller: "shop", CustomerID: "cust-4", Amount: 3300, Currency: "EUR", Card: "4242424242424242", OccurredAt: time.Now().UTC()})
 	data, _ := json.Marshal(ev)
 	for i := range 10 {
 		msg := nats.NewMsg(events.OrderCreated)

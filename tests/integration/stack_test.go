@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/proc"
 	"github.com/payonce/payonce/internal/testenv"
 )
@@ -211,7 +212,12 @@ const (
 	peerAPIKey   = "payments-peer-key-0123456789"
 	paymentsKeys = "shop:" + testAPIKey + ",other:" + otherAPIKey + ",peer:" + peerAPIKey
 	ordersKeys   = "shop:" + testAPIKey + ",other:" + otherAPIKey
+	// testInternalSecret is the services' INTERNAL_SECRET in these tests;
+	// a test that plays a payonce service seals its events with testSeal.
+	testInternalSecret = "test-internal-secret-0123456789"
 )
+
+var testSeal = events.NewSealKey(testInternalSecret)
 
 // serviceGroup is one or more instances of a service (payments or
 // orders) sharing a database.
@@ -252,6 +258,7 @@ func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsUR
 			"BANK_URL=" + bank.url,
 			"PAYMENTS_API_KEYS=" + paymentsKeys,
 			"PAYMENTS_PEER_API_KEY=" + peerAPIKey,
+			"INTERNAL_SECRET=" + testInternalSecret,
 			"MEMBERSHIP_TTL=1500ms",
 			"PAYMENTS_LOCK_TTL=3s",
 			"PAYMENTS_RECOVERY_INTERVAL=200ms",
@@ -275,6 +282,7 @@ func newOrdersService(t *testing.T, coord *coordinators, natsURL string, extraEn
 			"NATS_URL=" + natsURL,
 			"COORDINATOR_URLS=" + strings.Join(coord.urls, ","),
 			"ORDERS_API_KEYS=" + ordersKeys,
+			"INTERNAL_SECRET=" + testInternalSecret,
 			"MEMBERSHIP_TTL=1500ms",
 			"IDEMPOTENCY_LOCK_TIMEOUT=2s",
 			"LOG_LEVEL=warn",

@@ -7,6 +7,7 @@ package http
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -105,6 +106,18 @@ func encodeError(ctx context.Context, err error, w http.ResponseWriter) {
 		// net/http answers an aborted handler that wrote nothing by closing
 		// the connection (HTTP/1) or resetting the stream (HTTP/2).
 		panic(http.ErrAbortHandler)
+	}
+	var injected bank.InjectedAnswer
+	if errors.As(err, &injected) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(injected.Status)
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"type":   "about:blank",
+			"title":  http.StatusText(injected.Status),
+			"status": injected.Status,
+			"detail": injected.Error(),
+		})
+		return
 	}
 	httpkit.ErrorEncoder(ctx, err, w)
 }

@@ -207,3 +207,30 @@ func TestAdminFaults(t *testing.T) {
 		t.Fatalf("fail_next %d after two failures, want 0", f.FailNext)
 	}
 }
+
+// TestAnswerNextStatuses: each status the simulator is told to answer is
+// answered once, in order, as problem+json, before any effect; then the
+// same key charges once.
+func TestAnswerNextStatuses(t *testing.T) {
+	statuses := []int{408, 409, 423, 425, 429, 500, 502, 503, 504, 401, 403, 404}
+	c, sim := newBank(t, bank.Faults{AnswerNext: statuses})
+	for _, want := range statuses {
+		resp, body, err := c.do(http.MethodPost, "/v1/authorizations", "k-answer", charge(500))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != want || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("status %d (%s), want %d as problem+json; body %s", resp.StatusCode, resp.Header.Get("Content-Type"), want, body)
+		}
+	}
+	if n := countEntries(sim, bank.EntryCapture); n != 0 {
+		t.Fatalf("%d captures after injected answers, want 0", n)
+	}
+	c.mustDo(http.MethodPost, "/v1/authorizations", "k-answer", charge(500), http.StatusCreated)
+	c.mustDo(http.MethodPost, "/v1/authorizations", "k-answer", charge(500), http.StatusCreated)
+	if n := countEntries(sim, bank.EntryCapture); n != 1 {
+		t.Fatalf("%d captures, want 1", n)
+	}
+	// Only error statuses can be asked for.
+	c.mustDo(http.MethodPut, "/admin/faults", "", map[string]any{"answer_next": []int{201}}, http.StatusBadRequest)
+}

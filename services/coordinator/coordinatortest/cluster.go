@@ -37,6 +37,69 @@ type Cluster struct {
 	mu      sync.Mutex
 	nodes   []*raftnode.Node
 	servers []*http.Server
+	cancels cancelGate
+}
+
+// cancelGate holds the cancel-wait proposals of every node while closed.
+type cancelGate struct {
+	mu      sync.Mutex
+	open    chan struct{} // nil while cancels pass
+	held    int
+	applied sync.WaitGroup
+}
+
+func (g *cancelGate) intercept(apply func()) {
+	g.mu.Lock()
+	ch := g.open
+	if ch != nil {
+		g.held++
+		g.applied.Add(1)
+	}
+	g.mu.Unlock()
+	if ch == nil {
+		apply()
+		return
+	}
+	defer g.applied.Done()
+	<-ch
+	apply()
+}
+
+// CancelHold is a hold on the cluster's cancel-wait entries (see
+// HoldCancelWaits).
+type CancelHold struct{ g *cancelGate }
+
+// HoldCancelWaits makes every node hold back the cancel-wait entry that a
+// wait proposes when its caller gives up, until Release: tests use it to
+// land a cancel after the caller's retry, the order that once ended the
+// retry's lease.
+func (c *Cluster) HoldCancelWaits() *CancelHold {
+	c.cancels.mu.Lock()
+	defer c.cancels.mu.Unlock()
+	if c.cancels.open == nil {
+		c.cancels.open = make(chan struct{})
+	}
+	return &CancelHold{g: &c.cancels}
+}
+
+// Held returns how many cancels are being held.
+func (h *CancelHold) Held() int {
+	h.g.mu.Lock()
+	defer h.g.mu.Unlock()
+	return h.g.held
+}
+
+// Release lets the held cancels through and returns once each has been
+// proposed and its outcome is known.
+func (h *CancelHold) Release() {
+	h.g.mu.Lock()
+	if h.g.open != nil {
+		close(h.g.open)
+		h.g.open = nil
+	}
+	h.g.held = 0
+	h.g.mu.Unlock()
+	h.g.applied.Wait()
 }
 
 // Start starts size nodes and waits for a leader. They stop when the test ends.
@@ -122,7 +185,7 @@ func (c *Cluster) Restart(i int) {
 		<-time.After(20 * time.Millisecond) // retry interval while the port frees up
 	}
 	srv := &http.Server{Handler: coordhttp.NewAPI(coordhttp.APIConfig{
-		Service: raftnode.NewService(node), Cluster: node, Peers: peers,
+		Service: raftnode.NewService(node, raftnode.InterceptCancelWait(c.cancels.intercept)), Cluster: node, Peers: peers,
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

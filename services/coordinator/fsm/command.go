@@ -31,6 +31,7 @@ type Command struct {
 	Lock      string        `json:"lock,omitempty"`
 	Owner     string        `json:"owner,omitempty"`
 	RequestID string        `json:"rid,omitempty"`
+	Attempt   uint64        `json:"attempt,omitempty"`
 	LeaseID   string        `json:"lease,omitempty"`
 	TTL       time.Duration `json:"ttl,omitempty"`
 	Wait      time.Duration `json:"wait,omitempty"`

@@ -97,6 +97,9 @@ type waiter struct {
 	Owner     string `json:"owner,omitempty"`
 	TTL       int64  `json:"ttl"`
 	Until     int64  `json:"until"`
+	// Seq is the index of the request's first acquire: the line is ordered
+	// by it, so a retry that re-enters the line takes its old place.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // request remembers what an acquire request id led to.
@@ -106,6 +109,16 @@ type request struct {
 	// EndedAt is the log time at which the lease (or the wait) ended; zero
 	// while it is live.
 	EndedAt int64 `json:"ended,omitempty"`
+	// Seq is the index of the request's first acquire (its place in line).
+	Seq uint64 `json:"seq,omitempty"`
+	// Attempt is the newest attempt of the request the log has seen. Only
+	// that attempt may cancel the wait: a cancel from an attempt its client
+	// abandoned, applied after the retry, must not end the retry's lease.
+	Attempt uint64 `json:"attempt,omitempty"`
+	// Withdrawn means the request ended without a lease it still holds: its
+	// wait was cancelled or ran out (or a lease granted to a cancelled wait
+	// was given back). A retry of it joins the line again at Seq.
+	Withdrawn bool `json:"withdrawn,omitempty"`
 }
 
 type service struct {
@@ -237,7 +250,12 @@ func leaseID(requestID string, token uint64) string {
 func (s *state) grant(index uint64, now int64, name string, l *lock, rid, owner string, ttl int64) *lease {
 	tok := s.nextToken(index)
 	l.Holder = &lease{ID: leaseID(rid, tok), RequestID: rid, Owner: owner, Token: tok, TTL: ttl, Deadline: now + ttl}
-	s.Requests[rid] = &request{Lock: name, LeaseID: l.Holder.ID}
+	r := s.Requests[rid]
+	if r == nil {
+		r = &request{Lock: name, Seq: index}
+		s.Requests[rid] = r
+	}
+	r.LeaseID, r.EndedAt, r.Withdrawn = l.Holder.ID, 0, false
 	return l.Holder
 }
 
@@ -263,7 +281,7 @@ func (s *state) promote(index uint64, now int64, name string, l *lock) {
 		w := l.Waiters[0]
 		l.Waiters = l.Waiters[1:]
 		if w.Until <= now {
-			s.endRequest(w.RequestID, now)
+			s.withdraw(w.RequestID, now)
 			continue
 		}
 		s.grant(index, now, name, l, w.RequestID, w.Owner, w.TTL)
@@ -276,9 +294,12 @@ func (s *state) promote(index uint64, now int64, name string, l *lock) {
 	}
 }
 
-func (s *state) endRequest(rid string, now int64) {
+// withdraw ends a request that holds nothing: its wait ran out or was
+// cancelled. The record stays (for RequestRetention) so a retry keeps its
+// place in line.
+func (s *state) withdraw(rid string, now int64) {
 	if r := s.Requests[rid]; r != nil {
-		r.EndedAt = now
+		r.EndedAt, r.Withdrawn = now, true
 	}
 }
 
@@ -304,7 +325,7 @@ func (s *state) sweep(index uint64, now int64) {
 				if w.Until > now {
 					kept = append(kept, w)
 				} else {
-					s.endRequest(w.RequestID, now)
+					s.withdraw(w.RequestID, now)
 				}
 			}
 			l.Waiters = kept
@@ -351,30 +372,84 @@ func (s *state) acquire(index uint64, now int64, c Command) Result {
 		l = s.Locks[c.Lock]
 	}
 	if r := s.Requests[c.RequestID]; r != nil {
-		// A retry: report what the first attempt got, and never take effect
-		// twice.
-		if r.EndedAt != 0 || r.Lock != c.Lock {
-			return Result{Err: coordinator.ErrLeaseExpired}
-		}
-		if l != nil && l.Holder != nil && l.Holder.ID == r.LeaseID && r.LeaseID != "" {
-			return Result{Lease: s.view(c.Lock, l.Holder)}
-		}
-		return Result{Queued: true}
+		return s.retry(index, now, c, r)
 	}
 	if l == nil {
 		l = &lock{}
 		s.Locks[c.Lock] = l
 	}
+	s.Requests[c.RequestID] = &request{Lock: c.Lock, Seq: index, Attempt: c.Attempt}
 	if l.Holder == nil {
 		h := s.grant(index, now, c.Lock, l, c.RequestID, c.Owner, int64(c.TTL))
 		return Result{Lease: s.view(c.Lock, h)}
 	}
 	if c.Wait <= 0 {
+		delete(s.Requests, c.RequestID)
 		return Result{Err: coordinator.ErrLockHeld}
 	}
-	l.Waiters = append(l.Waiters, waiter{RequestID: c.RequestID, Owner: c.Owner, TTL: int64(c.TTL), Until: now + int64(c.Wait)})
-	s.Requests[c.RequestID] = &request{Lock: c.Lock}
+	s.enqueue(l, waiter{RequestID: c.RequestID, Owner: c.Owner, TTL: int64(c.TTL), Until: now + int64(c.Wait), Seq: index})
 	return Result{Queued: true}
+}
+
+// retry handles an acquire whose request id the log already knows: it
+// never takes effect twice, and it keeps the request's place in line.
+//   - A newer attempt takes the request over (only it may cancel the wait
+//     from now on); an older one, arriving late, changes nothing.
+//   - Holding: the same lease is reported. Queued: it stays where it is,
+//     its wait extended by the retry's.
+//   - Withdrawn (the wait of an earlier attempt ended): it joins the line
+//     again at its first acquire's place, or is granted if the lock is free.
+//   - A lease that ended: the caller is told so and must start afresh.
+func (s *state) retry(index uint64, now int64, c Command, r *request) Result {
+	if r.Lock != c.Lock {
+		return Result{Err: coordinator.ErrLeaseExpired}
+	}
+	if c.Attempt < r.Attempt {
+		return s.outcome(c.RequestID) // a late, abandoned attempt: report, change nothing
+	}
+	r.Attempt = c.Attempt
+	l := s.Locks[c.Lock]
+	switch {
+	case r.Withdrawn:
+		if l == nil {
+			l = &lock{}
+			s.Locks[c.Lock] = l
+		}
+		if l.Holder == nil {
+			h := s.grant(index, now, c.Lock, l, c.RequestID, c.Owner, int64(c.TTL))
+			return Result{Lease: s.view(c.Lock, h)}
+		}
+		if c.Wait <= 0 {
+			r.EndedAt = now // still withdrawn; retained from now
+			return Result{Err: coordinator.ErrLockHeld}
+		}
+		r.EndedAt, r.Withdrawn = 0, false
+		s.enqueue(l, waiter{RequestID: c.RequestID, Owner: c.Owner, TTL: int64(c.TTL), Until: now + int64(c.Wait), Seq: r.Seq})
+		return Result{Queued: true}
+	case r.EndedAt != 0:
+		return Result{Err: coordinator.ErrLeaseExpired}
+	}
+	if l != nil && l.Holder != nil && l.Holder.ID == r.LeaseID && r.LeaseID != "" {
+		return Result{Lease: s.view(c.Lock, l.Holder)}
+	}
+	if l != nil {
+		for i := range l.Waiters {
+			if l.Waiters[i].RequestID == c.RequestID {
+				l.Waiters[i].Until = max(l.Waiters[i].Until, now+int64(c.Wait))
+			}
+		}
+	}
+	return Result{Queued: true}
+}
+
+// enqueue puts w in line by Seq (first acquire first); a new request has the
+// highest Seq so far and goes to the back.
+func (s *state) enqueue(l *lock, w waiter) {
+	i := len(l.Waiters)
+	for i > 0 && l.Waiters[i-1].Seq > w.Seq {
+		i--
+	}
+	l.Waiters = slices.Insert(l.Waiters, i, w)
 }
 
 // holderFor finds the lock whose current lease is leaseID, expiring it first
@@ -411,20 +486,26 @@ func (s *state) release(index uint64, now int64, c Command) Result {
 
 // cancelWait withdraws an acquire whose caller stopped waiting: it leaves the
 // line, or, if it was granted meanwhile, gives the lock up so that a lease
-// nobody knows about does not block the lock for a whole TTL.
+// nobody knows about does not block the lock for a whole TTL. Only the
+// request's newest attempt can do that: the cancel of an attempt whose
+// client has already retried is ignored, so it cannot end the lease the
+// retry was given (the retry reads the grant, the late cancel would give
+// it back and hand the lock to the next waiter: two holders).
 func (s *state) cancelWait(index uint64, now int64, c Command) Result {
+	r := s.Requests[c.RequestID]
 	l := s.Locks[c.Lock]
-	if l == nil {
+	if r == nil || r.Lock != c.Lock || r.Attempt != c.Attempt || l == nil {
 		return Result{}
 	}
 	if l.Holder != nil && l.Holder.RequestID == c.RequestID {
-		s.endHolder(index, now, c.Lock, l, true)
+		s.endHolder(index, now, c.Lock, l, false)
+		s.withdraw(c.RequestID, now)
 		return Result{}
 	}
 	for i, w := range l.Waiters {
 		if w.RequestID == c.RequestID {
 			l.Waiters = slices.Delete(l.Waiters, i, i+1)
-			delete(s.Requests, c.RequestID)
+			s.withdraw(c.RequestID, now)
 			break
 		}
 	}
@@ -534,14 +615,28 @@ func (m *Machine) Lock(name string) (coordinator.Lock, error) {
 func (m *Machine) Outcome(rid string) Result {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	r := m.st.Requests[rid]
+	return m.st.outcome(rid)
+}
+
+func (s *state) outcome(rid string) Result {
+	r := s.Requests[rid]
 	if r == nil || r.EndedAt != 0 {
 		return Result{Err: coordinator.ErrLockHeld}
 	}
-	if l := m.st.Locks[r.Lock]; l != nil && l.Holder != nil && l.Holder.ID == r.LeaseID && r.LeaseID != "" {
-		return Result{Lease: m.st.view(r.Lock, l.Holder)}
+	if l := s.Locks[r.Lock]; l != nil && l.Holder != nil && l.Holder.ID == r.LeaseID && r.LeaseID != "" {
+		return Result{Lease: s.view(r.Lock, l.Holder)}
 	}
 	return Result{Queued: true}
+}
+
+// Attempt returns the newest attempt of request rid the log has seen.
+func (m *Machine) Attempt(rid string) uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if r := m.st.Requests[rid]; r != nil {
+		return r.Attempt
+	}
+	return 0
 }
 
 // Members returns a service's membership as of the last applied entry.

@@ -229,6 +229,7 @@ func genCommand(t *rapid.T, leaseIDs []string) Command {
 		c.RequestID = fmt.Sprintf("r%d", rapid.IntRange(0, 12).Draw(t, "rid"))
 		c.TTL = time.Duration(rapid.IntRange(100, 3000).Draw(t, "ttl")) * time.Millisecond
 		c.Wait = time.Duration(rapid.SampledFrom([]int{0, 0, 500, 5000}).Draw(t, "wait")) * time.Millisecond
+		c.Attempt = uint64(rapid.IntRange(0, 3).Draw(t, "attempt"))
 	case OpKeepAlive, OpRelease:
 		if len(leaseIDs) > 0 {
 			c.LeaseID = rapid.SampledFrom(leaseIDs).Draw(t, "lease")

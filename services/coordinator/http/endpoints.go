@@ -35,7 +35,7 @@ func NewEndpoints(svc coordinator.Service, mw ...func(name string) endpoint.Midd
 		Acquire: wrap("coordinator.acquire", func(ctx context.Context, req any) (any, error) {
 			r := req.(acquireRequest)
 			l, err := svc.Acquire(ctx, coordinator.AcquireRequest{
-				Lock: r.lock, Owner: r.Owner, RequestID: r.RequestID,
+				Lock: r.lock, Owner: r.Owner, RequestID: r.RequestID, Attempt: r.Attempt,
 				TTL: time.Duration(r.TTLMillis) * time.Millisecond, Wait: time.Duration(r.WaitMillis) * time.Millisecond,
 			})
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 type acquireRequest struct {
 	lock       string
 	RequestID  string `json:"request_id"`
+	Attempt    uint64 `json:"attempt,omitempty"`
 	Owner      string `json:"owner,omitempty"`
 	TTLMillis  int64  `json:"ttl_ms"`
 	WaitMillis int64  `json:"wait_ms,omitempty"`

@@ -11,14 +11,18 @@ import (
 // batchFSM adapts fsm.Machine to raft.BatchingFSM: committed entries arrive in
 // batches (group commit) and each gets its own result.
 type batchFSM struct {
-	m       *fsm.Machine
-	metrics *Metrics
+	m           *fsm.Machine
+	metrics     *Metrics
+	beforeApply func() // test hook, see Config.beforeApply
 }
 
 var _ raft.BatchingFSM = (*batchFSM)(nil)
 
 // ApplyBatch applies committed entries in log order.
 func (b *batchFSM) ApplyBatch(logs []*raft.Log) []any {
+	if b.beforeApply != nil {
+		b.beforeApply()
+	}
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {

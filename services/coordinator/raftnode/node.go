@@ -63,8 +63,9 @@ type Config struct {
 	// TrailingLogs is how many entries a snapshot leaves in the log so that
 	// slightly lagging followers catch up without a snapshot install.
 	TrailingLogs uint64
-	// TickInterval is how often the leader checks for something to expire;
-	// it bounds how late (never how early) a lease ends. Default 100ms.
+	// TickInterval is how often the leader writes a tick while anything can
+	// expire; a lease ends at most one interval (plus one election, across a
+	// failover) late, never early. Default 100ms.
 	TickInterval time.Duration
 	// NoSync skips fsync of the log (bolt store only): only for benchmarks
 	// that compare with a system configured the same way. Never in
@@ -83,6 +84,10 @@ type Config struct {
 	// WrapTransport, if set, wraps the transport; tests use it to inject
 	// network faults.
 	WrapTransport func(raft.Transport) raft.Transport
+
+	// beforeApply, if set, runs on the FSM goroutine before each batch is
+	// applied; tests block in it to hold a replica's machine behind its log.
+	beforeApply func()
 }
 
 // Raft timing defaults. hashicorp/raft's own (1s, 1s, 500ms) suit WAN
@@ -227,7 +232,7 @@ func Open(cfg Config) (*Node, error) {
 		tracer: otel.Tracer("github.com/payonce/payonce/services/coordinator/raftnode"), metrics: cfg.Metrics,
 		observations: make(chan raft.Observation, 16), stop: make(chan struct{}),
 	}
-	r, err := raft.NewRaft(rc, &batchFSM{m: n.machine, metrics: cfg.Metrics}, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, &batchFSM{m: n.machine, metrics: cfg.Metrics, beforeApply: cfg.beforeApply}, logs, store, snaps, trans)
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)
@@ -249,8 +254,19 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) now() int64 { return int64(time.Since(n.origin)) }
 
 // leaderDuties proposes tick entries while this node leads: one at once when
-// it becomes leader (which rebases log time to its clock) and then whenever
-// something is due to expire.
+// it becomes leader (which rebases log time to its clock) and then one every
+// TickInterval while anything can expire.
+//
+// The periodic tick is what bounds a lease's lateness across a failover. Log
+// time moves only when an entry is applied, and a new leader continues it
+// from the last applied entry (see the fsm package). If the old leader wrote
+// nothing for a while (ticks only when something was due), that idle gap was
+// lost at the failover and a crashed holder's lease outlived its TTL by the
+// gap, up to a whole TTL. With an entry at least every TickInterval, log time
+// lags real time by at most one interval, so a lease ends at most one
+// TickInterval plus one election after its deadline. The cost is one small
+// log write per interval while leases, waits or registrations exist; an
+// empty cluster writes nothing.
 func (n *Node) leaderDuties() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(n.cfg.TickInterval)
@@ -273,12 +289,12 @@ func (n *Node) leaderDuties() {
 			if n.metrics != nil {
 				n.metrics.ActiveLeases.Set(float64(n.machine.ActiveLeases()))
 			}
-			term, offset, _ := n.machine.Clock()
-			deadline, ok := n.machine.NextDeadline()
-			// Until this term's first entry is applied the offset belongs to
-			// the old leader, so tick to rebase; afterwards tick only when
-			// something is due by this leader's clock.
-			if term != n.raft.CurrentTerm() || (ok && deadline+offset <= n.now()) {
+			term, _, _ := n.machine.Clock()
+			_, pending := n.machine.NextDeadline()
+			// Until this term's first entry is applied the clock belongs to
+			// the old leader, so tick to rebase it; afterwards tick while
+			// anything can expire.
+			if term != n.raft.CurrentTerm() || pending {
 				n.tick()
 			}
 		}
@@ -368,7 +384,14 @@ func (e *NotLeaderError) Unwrap() error { return coordinator.ErrNotLeader }
 
 // ReadBarrier makes the next read of the machine linearizable: it confirms
 // this node is still the leader (a round trip to a majority) and waits until
-// every entry it had appended before that is applied locally.
+// the machine itself has applied every entry the leader had appended before
+// that. It compares against the machine's own applied index, never against
+// raft.AppliedIndex: hashicorp/raft advances that as soon as an entry is
+// queued for the FSM goroutine, so a new leader whose FSM is behind (a GC
+// pause, a large batch) would pass it and answer from old state. When the
+// machine is behind, or the last entry is one the machine never sees (the
+// no-op a new leader appends), it waits on a Barrier, which resolves only
+// after the FSM has applied everything before it. Every wait ends with ctx.
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	ctx, span := n.tracer.Start(ctx, "raft.read_barrier")
 	defer span.End()
@@ -376,20 +399,51 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 		return n.notLeader()
 	}
 	readIndex := n.raft.LastIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	if err := n.await(ctx, n.raft.VerifyLeader()); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return err
 	}
-	if n.raft.AppliedIndex() >= readIndex {
+	if n.machine.Index() >= readIndex {
 		return nil
 	}
-	timeout := 5 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(d), time.Millisecond)
-	}
-	if err := n.raft.Barrier(timeout).Error(); err != nil {
-		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	// The barrier entry commits after everything before it, and its future
+	// resolves on the FSM goroutine after the machine has applied all of
+	// that (barriers and no-ops themselves never reach the machine, so its
+	// index may stay below the log's).
+	if err := n.await(ctx, n.raft.Barrier(n.timeout(ctx))); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return err
 	}
 	return nil
+}
+
+// timeout is how long hashicorp/raft may take to enqueue a request: what is
+// left of ctx, or 5 s.
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return 5 * time.Second
+}
+
+// await waits for a leadership check or barrier beside ctx and shutdown (a
+// future is resolved only when Raft gets to it, which a held-back FSM or a
+// lost majority can delay indefinitely). Failing to confirm is reported as
+// not-leader or unconfirmed, both of which a client retries.
+func (n *Node) await(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("%w (%v)", n.notLeader(), err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%v)", coordinator.ErrUnconfirmed, context.Cause(ctx))
+	case <-n.stop:
+		return fmt.Errorf("%w (node shutting down)", coordinator.ErrUnconfirmed)
+	}
 }
 
 // Machine returns the node's state machine, for reads.
@@ -407,8 +461,9 @@ func (n *Node) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
-// AppliedIndex returns the index of the last entry applied to the machine.
-func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+// AppliedIndex returns the index of the last entry the machine has applied
+// (the machine's own count, not hashicorp/raft's, which runs ahead of it).
+func (n *Node) AppliedIndex() uint64 { return n.machine.Index() }
 
 // Snapshot takes a snapshot now (and truncates the log behind it).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }

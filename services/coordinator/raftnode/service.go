@@ -16,13 +16,31 @@ import (
 // proposals, reads come from the local machine after a read barrier (or
 // without one when the caller accepts stale data).
 type Service struct {
-	node *Node
+	node         *Node
+	cancelWaitMW func(apply func())
 }
 
 var _ coordinator.Service = (*Service)(nil)
 
+// ServiceOption configures a Service.
+type ServiceOption func(*Service)
+
+// InterceptCancelWait wraps the proposal of every cancel-wait entry (the
+// entry a wait that ran out or was abandoned writes): mw must call apply. It
+// is a test seam: tests hold cancels back to replay, over real sockets, the
+// order in which a late cancel lands after its client's retry.
+func InterceptCancelWait(mw func(apply func())) ServiceOption {
+	return func(s *Service) { s.cancelWaitMW = mw }
+}
+
 // NewService returns the coordinator service backed by n.
-func NewService(n *Node) *Service { return &Service{node: n} }
+func NewService(n *Node, opts ...ServiceOption) *Service {
+	s := &Service{node: n}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 func (s *Service) apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	res, err := s.node.Apply(ctx, cmd)
@@ -38,7 +56,7 @@ func (s *Service) Acquire(ctx context.Context, req coordinator.AcquireRequest) (
 	if err := req.Validate(); err != nil {
 		return coordinator.Lease{}, err
 	}
-	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpAcquire, Lock: req.Lock, Owner: req.Owner, RequestID: req.RequestID, TTL: req.TTL, Wait: req.Wait})
+	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpAcquire, Lock: req.Lock, Owner: req.Owner, RequestID: req.RequestID, Attempt: req.Attempt, TTL: req.TTL, Wait: req.Wait})
 	if err != nil {
 		return coordinator.Lease{}, err
 	}
@@ -52,7 +70,8 @@ func (s *Service) Acquire(ctx context.Context, req coordinator.AcquireRequest) (
 // log entry (a release or an expiry tick), so whatever this node sees is
 // committed. If the caller gives up first, a cancel entry takes the request
 // out of line, or gives the lock back if it was granted meanwhile, so no
-// lease is left that nobody knows about.
+// lease is left that nobody knows about. The cancel names this attempt: if
+// the client has retried meanwhile, the log ignores it (see fsm.cancelWait).
 func (s *Service) wait(ctx context.Context, req coordinator.AcquireRequest) (coordinator.Lease, error) {
 	ctx, span := s.node.tracer.Start(ctx, "lock.wait", trace.WithAttributes(attribute.String("lock", req.Lock)))
 	defer span.End()
@@ -79,7 +98,16 @@ func (s *Service) wait(ctx context.Context, req coordinator.AcquireRequest) (coo
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if _, err := s.node.Apply(cctx, fsm.Command{Op: fsm.OpCancelWait, Lock: req.Lock, RequestID: req.RequestID}); err != nil {
+	var err error
+	apply := func() {
+		_, err = s.node.Apply(cctx, fsm.Command{Op: fsm.OpCancelWait, Lock: req.Lock, RequestID: req.RequestID, Attempt: req.Attempt})
+	}
+	if s.cancelWaitMW != nil {
+		s.cancelWaitMW(apply)
+	} else {
+		apply()
+	}
+	if err != nil {
 		// The waiter stays queued until its wait runs out in the log; a
 		// retry with the same request id picks up whatever it got.
 		return coordinator.Lease{}, err

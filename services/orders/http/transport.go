@@ -35,7 +35,14 @@ type createOrderRequest struct {
 	orders.CreateOrderRequest
 }
 
+// idRequest names one of the caller's orders.
+type idRequest struct {
+	caller string
+	id     string
+}
+
 type customerOrdersRequest struct {
+	caller     string
 	customerID string
 	page       orders.Page
 }
@@ -52,14 +59,16 @@ func MakeEndpoints(svc orders.Service, mw func(name string) endpoint.Middleware)
 			return httpkit.Created{Body: o, Location: "/v1/orders/" + o.ID}, nil
 		}),
 		GetOrder: mw("get_order")(func(ctx context.Context, req any) (any, error) {
-			return svc.Order(ctx, req.(string))
+			r := req.(idRequest)
+			return svc.Order(ctx, r.caller, r.id)
 		}),
 		CustomerOrders: mw("customer_orders")(func(ctx context.Context, req any) (any, error) {
 			r := req.(customerOrdersRequest)
-			return svc.CustomerOrders(ctx, r.customerID, r.page)
+			return svc.CustomerOrders(ctx, r.caller, r.customerID, r.page)
 		}),
 		CancelOrder: mw("cancel_order")(func(ctx context.Context, req any) (any, error) {
-			return svc.CancelOrder(ctx, req.(string))
+			r := req.(idRequest)
+			return svc.CancelOrder(ctx, r.caller, r.id)
 		}),
 	}
 }
@@ -79,19 +88,30 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, par
 	return keys.Authenticate(mux)
 }
 
-func customerInBody(_ *http.Request, body []byte) (string, bool) {
+// customerInBody is the ring key of a create: the caller's customer.
+func customerInBody(r *http.Request, body []byte) (string, bool) {
 	var b struct {
 		CustomerID string `json:"customer_id"`
 	}
 	if json.Unmarshal(body, &b) != nil || b.CustomerID == "" {
 		return "", false
 	}
-	return b.CustomerID, true
+	return ringKey(r, b.CustomerID)
 }
 
 func customerInPath(r *http.Request, _ []byte) (string, bool) {
-	id := r.PathValue("id")
-	return id, id != ""
+	return ringKey(r, r.PathValue("id"))
+}
+
+// ringKey places a customer on the ring. Customers are a per-caller
+// namespace, so the key is the caller's customer: `alice` of two callers
+// are two customers that may live on different instances.
+func ringKey(r *http.Request, customerID string) (string, bool) {
+	caller, ok := apikey.Caller(r.Context())
+	if !ok || customerID == "" {
+		return "", false
+	}
+	return orders.CustomerKey(caller, customerID), true
 }
 
 func decodeCreateOrder(ctx context.Context, r *http.Request) (any, error) {
@@ -114,11 +134,26 @@ func decodeOrderBody(r *http.Request) (orders.CreateOrderRequest, error) {
 	return body, err
 }
 
-func decodeID(_ context.Context, r *http.Request) (any, error) {
-	return r.PathValue("id"), nil
+// callerOf returns the authenticated caller; every route sits behind
+// apikey.Authenticate, so its absence is a wiring bug.
+func callerOf(ctx context.Context) (string, error) {
+	caller, ok := apikey.Caller(ctx)
+	if !ok {
+		return "", errs.Wrap(errs.Internal, "", errors.New("route reached without an authenticated caller"))
+	}
+	return caller, nil
 }
 
-func decodeCustomerOrders(_ context.Context, r *http.Request) (any, error) {
+func decodeID(ctx context.Context, r *http.Request) (any, error) {
+	caller, err := callerOf(ctx)
+	return idRequest{caller: caller, id: r.PathValue("id")}, err
+}
+
+func decodeCustomerOrders(ctx context.Context, r *http.Request) (any, error) {
+	caller, err := callerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	limit, cursor, err := httpkit.PageQuery(r)
-	return customerOrdersRequest{customerID: r.PathValue("id"), page: orders.Page{Limit: limit, Cursor: cursor}}, err
+	return customerOrdersRequest{caller: caller, customerID: r.PathValue("id"), page: orders.Page{Limit: limit, Cursor: cursor}}, err
 }

@@ -36,6 +36,9 @@ type Store struct {
 	// OnOutboxWrite runs after a transaction that wrote an outbox row
 	// commits, so the relay publishes at once.
 	OnOutboxWrite func()
+	// Seal seals the refund requests the store writes, so payments can
+	// tell them from forgeries.
+	Seal events.SealKey
 }
 
 var _ orders.Store = (*Store)(nil)
@@ -98,23 +101,33 @@ func (s *Store) CreateOrder(ctx context.Context, o orders.Order, ev events.Order
 	return stored, err
 }
 
-// Order implements orders.Store.
-func (s *Store) Order(ctx context.Context, id string) (orders.Order, error) {
+// Order implements orders.Store: the caller is part of the WHERE clause,
+// so another caller's order is not found, exactly like a missing one.
+func (s *Store) Order(ctx context.Context, caller, id string) (orders.Order, error) {
+	if !cursor.IsUUID(id) {
+		return orders.Order{}, ErrOrderNotFound
+	}
+	return scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND caller = $2`, id, caller))
+}
+
+// OrderByID implements orders.Store.
+func (s *Store) OrderByID(ctx context.Context, id string) (orders.Order, error) {
 	if !cursor.IsUUID(id) {
 		return orders.Order{}, ErrOrderNotFound
 	}
 	return scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
 }
 
-// CustomerOrders implements orders.Store with keyset pagination.
-func (s *Store) CustomerOrders(ctx context.Context, customerID string, page orders.Page) (orders.OrderList, error) {
+// CustomerOrders implements orders.Store with keyset pagination on the
+// index orders_by_caller_customer.
+func (s *Store) CustomerOrders(ctx context.Context, caller, customerID string, page orders.Page) (orders.OrderList, error) {
 	after, afterID, err := cursor.Decode(page.Cursor)
 	if err != nil {
 		return orders.OrderList{}, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders
-		WHERE customer_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-		ORDER BY created_at DESC, id DESC LIMIT $4`, customerID, after, afterID, page.Limit+1)
+		WHERE caller = $5 AND customer_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+		ORDER BY created_at DESC, id DESC LIMIT $4`, customerID, after, afterID, page.Limit+1, caller)
 	if err != nil {
 		return orders.OrderList{}, fmt.Errorf("list orders: %w", err)
 	}
@@ -127,8 +140,9 @@ func (s *Store) CustomerOrders(ctx context.Context, customerID string, page orde
 	return list, nil
 }
 
-// Transition implements orders.Store.
-func (s *Store) Transition(ctx context.Context, id string, from, to orders.Status, paymentID, reason string) (orders.Order, bool, error) {
+// Transition implements orders.Store. Both statements are scoped to the
+// caller: another caller's order neither moves nor is shown.
+func (s *Store) Transition(ctx context.Context, caller, id string, from, to orders.Status, paymentID, reason string) (orders.Order, bool, error) {
 	if !cursor.IsUUID(id) {
 		return orders.Order{}, false, ErrOrderNotFound
 	}
@@ -137,7 +151,7 @@ func (s *Store) Transition(ctx context.Context, id string, from, to orders.Statu
 	err := idempotency.Tx(ctx, s.pool, "order_"+string(to), func(tx pgx.Tx) error {
 		var err error
 		o, err = scanOrder(tx.QueryRow(ctx, `UPDATE orders SET status = $3, payment_id = nullif($4, ''), failure_reason = nullif($5, ''), updated_at = now()
-			WHERE id = $1 AND status = $2 RETURNING `+orderColumns, id, string(from), string(to), paymentID, reason))
+			WHERE id = $1 AND status = $2 AND caller = $6 RETURNING `+orderColumns, id, string(from), string(to), paymentID, reason, caller))
 		if err == nil {
 			moved = true
 			return nil
@@ -145,7 +159,7 @@ func (s *Store) Transition(ctx context.Context, id string, from, to orders.Statu
 		if !errors.Is(err, ErrOrderNotFound) {
 			return err
 		}
-		o, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+		o, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND caller = $2`, id, caller))
 		return err
 	})
 	return o, moved, err
@@ -207,12 +221,14 @@ func (s *Store) requestRefundIfCancelled(ctx context.Context, tx pgx.Tx, ev even
 		EventID:    uuid.NewSHA1(refundEventNamespace, []byte(ev.EventID)).String(),
 		OrderID:    ev.OrderID,
 		PaymentID:  ev.PaymentID,
+		Caller:     ev.Caller,
 		CustomerID: ev.CustomerID,
 		Amount:     ev.Amount,
 		Currency:   ev.Currency,
 		Reason:     "order cancelled before its payment succeeded",
 		OccurredAt: time.Now().UTC(),
 	}
+	rev = s.Seal.SealRefundRequested(rev)
 	if err := outbox.Write(ctx, tx, s.propagator, events.OrderRefundRequested, rev.EventID, rev); err != nil {
 		return false, err
 	}

@@ -1,21 +1,38 @@
 // Package bank is the payments service's client of the payment provider
 // (in payonce, the simulator in services/bank). It turns the provider's
-// answers into the three outcomes the domain distinguishes: done, refused
-// for good, and unknown (no answer, or a 5xx), which must be asked again
-// with the same idempotency key.
+// answers into the outcomes the domain distinguishes:
+//
+//   - done: a 2xx with the charge or refund;
+//   - declined (refused for good): a 2xx saying "declined", or a 4xx not
+//     listed below (400, 402, 422: the bank has looked at this request and
+//     says no); only this makes a payment failed;
+//   - unknown: no answer, a timeout, 408, 409 ("same key still in
+//     progress"), 423, 425, 429 or any 5xx. The bank may have acted or may
+//     still act, so the payment stays authorizing and is asked again with
+//     the same idempotency key;
+//   - misconfigured: 401, 403 or 404. Our credentials or URL are wrong, not
+//     the customer's card: the payment stays authorizing (never declined
+//     for our mistake), and an error log and a metric
+//     (payonce.bank.answers{outcome="misconfigured"}) say so.
 package bank
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/payonce/payonce/services/payments"
@@ -25,15 +42,39 @@ import (
 type Client struct {
 	baseURL string
 	http    *http.Client
+	logger  *slog.Logger
+	answers metric.Int64Counter
 }
 
 var _ payments.Bank = (*Client)(nil)
 
+// ErrMisconfigured marks a 401, 403 or 404 from the bank: this service's
+// credentials or URL are wrong. The payment is left as it is (the domain
+// treats it as an unknown outcome) until an operator fixes the setting.
+var ErrMisconfigured = errors.New("bank refused us (credentials or URL misconfigured); nothing is declined")
+
+// Option tunes a Client.
+type Option func(*Client)
+
+// WithLogger logs misconfiguration answers at error level.
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.logger = l } }
+
+// WithMeter counts the bank's answers by operation, outcome and status as
+// payonce.bank.answers.
+func WithMeter(m metric.Meter) Option {
+	return func(c *Client) {
+		if counter, err := m.Int64Counter("payonce.bank.answers",
+			metric.WithDescription("the bank's answers by operation, outcome (done, declined, unknown, misconfigured) and HTTP status")); err == nil {
+			c.answers = counter
+		}
+	}
+}
+
 // NewClient returns a client for the bank at baseURL. Each call is bounded
 // by timeout and traced as a client span that carries the trace context to
 // the bank.
-func NewClient(baseURL string, timeout time.Duration, tp trace.TracerProvider) *Client {
-	return &Client{
+func NewClient(baseURL string, timeout time.Duration, tp trace.TracerProvider, opts ...Option) *Client {
+	c := &Client{
 		baseURL: strings.TrimRight(baseURL, "/"),
 		http: &http.Client{
 			Timeout: timeout,
@@ -41,7 +82,13 @@ func NewClient(baseURL string, timeout time.Duration, tp trace.TracerProvider) *
 				otelhttp.WithTracerProvider(tp),
 				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "bank " + r.Method + " " + r.URL.Path })),
 		},
+		logger: slog.New(slog.DiscardHandler),
 	}
+	c.answers, _ = noop.NewMeterProvider().Meter("").Int64Counter("")
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 type authorization struct {
@@ -54,7 +101,7 @@ type authorization struct {
 func (c *Client) Charge(ctx context.Context, key string, ch payments.BankCharge) (payments.ChargeResult, error) {
 	body := map[string]any{"amount": ch.Amount, "currency": ch.Currency, "card": ch.Card, "reference": ch.Reference, "capture": true}
 	var a authorization
-	refused, err := c.post(ctx, "/v1/authorizations", key, body, &a)
+	refused, err := c.post(ctx, "charge", "/v1/authorizations", key, body, &a)
 	switch {
 	case err != nil:
 		return payments.ChargeResult{}, err
@@ -74,7 +121,7 @@ func (c *Client) Refund(ctx context.Context, key, chargeID string, amount int64)
 	var r struct {
 		ID string `json:"id"`
 	}
-	refused, err := c.post(ctx, "/v1/authorizations/"+chargeID+"/refunds", key, map[string]int64{"amount": amount}, &r)
+	refused, err := c.post(ctx, "refund", "/v1/authorizations/"+chargeID+"/refunds", key, map[string]int64{"amount": amount}, &r)
 	switch {
 	case err != nil:
 		return payments.RefundResult{}, err
@@ -85,10 +132,41 @@ func (c *Client) Refund(ctx context.Context, key, chargeID string, amount int64)
 	}
 }
 
-// post sends body and decodes a 2xx answer into out. A 4xx is a definite
-// refusal, returned as its detail; anything else (5xx, timeout, dropped
-// connection) is an error: the outcome is unknown.
-func (c *Client) post(ctx context.Context, path, key string, body, out any) (refused string, err error) {
+// Outcome is how the client reads one answer of the bank.
+type Outcome string
+
+// Outcomes of a bank answer; see the package doc.
+const (
+	Done          Outcome = "done"
+	Declined      Outcome = "declined"
+	Unknown       Outcome = "unknown"
+	Misconfigured Outcome = "misconfigured"
+)
+
+// Classify reads an HTTP status from the bank. It is the whole policy of
+// this package in one switch, and the table test's subject.
+func Classify(status int) Outcome {
+	switch {
+	case status >= 200 && status < 300:
+		return Done
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusNotFound:
+		return Misconfigured
+	case status == http.StatusRequestTimeout, status == http.StatusConflict, status == http.StatusLocked,
+		status == http.StatusTooEarly, status == http.StatusTooManyRequests, status >= 500:
+		return Unknown
+	case status >= 400 && status < 500:
+		return Declined
+	default:
+		// 1xx/3xx are not answers this API gives: nothing is known.
+		return Unknown
+	}
+}
+
+// post sends body and decodes a 2xx answer into out. A declining 4xx is
+// returned as its detail (refused); an unknown outcome or a
+// misconfiguration is an error, so the caller asks again later with the
+// same key.
+func (c *Client) post(ctx context.Context, op, path, key string, body, out any) (refused string, err error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return "", err
@@ -101,20 +179,23 @@ func (c *Client) post(ctx context.Context, path, key string, body, out any) (ref
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := c.http.Do(req)
 	if err != nil {
+		c.count(ctx, op, Unknown, "none")
 		return "", fmt.Errorf("bank %s: %w", path, err)
 	}
 	defer resp.Body.Close()
+	outcome := Classify(resp.StatusCode)
+	c.count(ctx, op, outcome, strconv.Itoa(resp.StatusCode))
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return "", fmt.Errorf("bank %s: read answer: %w", path, err)
 	}
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	switch outcome {
+	case Done:
 		if err := json.Unmarshal(data, out); err != nil {
 			return "", fmt.Errorf("bank %s: decode answer: %w", path, err)
 		}
 		return "", nil
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
+	case Declined:
 		var p struct {
 			Detail string `json:"detail"`
 		}
@@ -123,7 +204,16 @@ func (c *Client) post(ctx context.Context, path, key string, body, out any) (ref
 			p.Detail = resp.Status
 		}
 		return p.Detail, nil
+	case Misconfigured:
+		c.logger.ErrorContext(ctx, "the bank refuses this service: check the bank URL and credentials; the payment waits, nothing is declined",
+			"operation", op, "path", path, "status", resp.StatusCode, "idempotency_key", key)
+		return "", fmt.Errorf("bank %s: %s: %w", path, resp.Status, ErrMisconfigured)
 	default:
-		return "", fmt.Errorf("bank %s: %s", path, resp.Status)
+		return "", fmt.Errorf("bank %s: %s (outcome unknown; ask again with the same key)", path, resp.Status)
 	}
+}
+
+func (c *Client) count(ctx context.Context, op string, outcome Outcome, status string) {
+	c.answers.Add(ctx, 1, metric.WithAttributes(
+		attribute.String("operation", op), attribute.String("outcome", string(outcome)), attribute.String("status", status)))
 }

@@ -22,7 +22,14 @@ type createPaymentRequest struct {
 	payments.CreatePaymentRequest
 }
 
+// idRequest names one of the caller's payments.
+type idRequest struct {
+	caller string
+	id     string
+}
+
 type customerPaymentsRequest struct {
+	caller     string
 	customerID string
 	page       payments.Page
 }
@@ -44,11 +51,12 @@ func MakeEndpoints(svc payments.Service, mw func(name string) endpoint.Middlewar
 			return httpkit.Created{Body: p, Location: "/v1/payments/" + p.ID}, nil
 		}),
 		GetPayment: mw("get_payment")(func(ctx context.Context, req any) (any, error) {
-			return svc.Payment(ctx, req.(string))
+			r := req.(idRequest)
+			return svc.Payment(ctx, r.caller, r.id)
 		}),
 		CustomerPayments: mw("customer_payments")(func(ctx context.Context, req any) (any, error) {
 			r := req.(customerPaymentsRequest)
-			return svc.CustomerPayments(ctx, r.customerID, r.page)
+			return svc.CustomerPayments(ctx, r.caller, r.customerID, r.page)
 		}),
 		CreateRefund: mw("create_refund")(func(ctx context.Context, req any) (any, error) {
 			r := req.(createRefundRequest)

@@ -51,11 +51,11 @@ type OwnerRouter struct {
 }
 
 // Owns implements nats.Owner.
-func (o OwnerRouter) Owns(customerID string) bool { return o.Members.Owns(customerID) }
+func (o OwnerRouter) Owns(customerKey string) bool { return o.Members.Owns(customerKey) }
 
 // PayAtOwner implements nats.Owner.
 func (o OwnerRouter) PayAtOwner(ctx context.Context, ev events.OrderCreatedEvent) (bool, error) {
-	owner, ok := o.Members.Owner(ev.CustomerID)
+	owner, ok := o.Members.Owner(payments.CustomerKey(ev.Caller, ev.CustomerID))
 	if !ok || owner.Addr == "" {
 		return false, nil
 	}

@@ -88,11 +88,26 @@ func decodeRefundBody(r *http.Request) (payments.RefundRequest, error) {
 	return body, err
 }
 
-func decodeID(_ context.Context, r *http.Request) (any, error) {
-	return r.PathValue("id"), nil
+// callerOf returns the authenticated caller; every route sits behind
+// apikey.Authenticate, so its absence is a wiring bug.
+func callerOf(ctx context.Context) (string, error) {
+	caller, ok := apikey.Caller(ctx)
+	if !ok {
+		return "", errs.Wrap(errs.Internal, "", errors.New("route reached without an authenticated caller"))
+	}
+	return caller, nil
 }
 
-func decodeCustomerPayments(_ context.Context, r *http.Request) (any, error) {
+func decodeID(ctx context.Context, r *http.Request) (any, error) {
+	caller, err := callerOf(ctx)
+	return idRequest{caller: caller, id: r.PathValue("id")}, err
+}
+
+func decodeCustomerPayments(ctx context.Context, r *http.Request) (any, error) {
+	caller, err := callerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	limit, cursor, err := httpkit.PageQuery(r)
-	return customerPaymentsRequest{customerID: r.PathValue("id"), page: payments.Page{Limit: limit, Cursor: cursor}}, err
+	return customerPaymentsRequest{caller: caller, customerID: r.PathValue("id"), page: payments.Page{Limit: limit, Cursor: cursor}}, err
 }

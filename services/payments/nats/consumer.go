@@ -25,8 +25,9 @@ const DurableName = "payments-orders-created"
 
 // Owner routes an order to the instance owning its customer.
 type Owner interface {
-	// Owns reports whether this instance owns customerID.
-	Owns(customerID string) bool
+	// Owns reports whether this instance owns the customer named by
+	// payments.CustomerKey.
+	Owns(customerKey string) bool
 	// PayAtOwner asks the owner to pay the order and returns its error;
 	// forwarded is false when the owner could not be reached, and the
 	// order should then be paid here.
@@ -39,6 +40,8 @@ type OrderConsumer struct {
 	// Owner, when set, makes the consumer charge only customers this
 	// instance owns and hand the others to their owner.
 	Owner Owner
+	// Refusals records events that failed verification.
+	Refusals events.Refusals
 }
 
 // Handle charges one event's order. Redelivery is safe: the payment id is
@@ -49,20 +52,17 @@ type OrderConsumer struct {
 func (c OrderConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
 	var ev events.OrderCreatedEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		return eventbus.Permanent(fmt.Errorf("decode %s: %w", msg.Subject(), err))
+		return refuse(ctx, c.Refusals, msg, fmt.Errorf("decode %s: %w", msg.Subject(), err))
 	}
-	if ev.EventID == "" {
-		ev.EventID = msg.Headers().Get(jetstream.MsgIDHeader)
-	}
-	if c.Owner != nil && !c.Owner.Owns(ev.CustomerID) {
+	if c.Owner != nil && !c.Owner.Owns(payments.CustomerKey(ev.Caller, ev.CustomerID)) {
 		forwarded, err := c.Owner.PayAtOwner(ctx, ev)
 		trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("partition.forwarded", forwarded))
 		if forwarded {
-			return classify(err)
+			return classify(ctx, c.Refusals, msg, err)
 		}
 	}
 	_, err := c.Service.PayOrder(ctx, ev)
-	return classify(err)
+	return classify(ctx, c.Refusals, msg, err)
 }
 
 // RefundDurableName is the payments service's durable consumer of
@@ -74,6 +74,8 @@ const RefundDurableName = "payments-orders-refunds"
 // its writes like a charge, so overlapping instances cannot both refund.
 type RefundConsumer struct {
 	Service payments.Service
+	// Refusals records events that failed verification.
+	Refusals events.Refusals
 }
 
 // Handle refunds one event's order. Redelivery is safe: the refund id is
@@ -82,15 +84,24 @@ type RefundConsumer struct {
 func (c RefundConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
 	var ev events.RefundRequestedEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-		return eventbus.Permanent(fmt.Errorf("decode %s: %w", msg.Subject(), err))
+		return refuse(ctx, c.Refusals, msg, fmt.Errorf("decode %s: %w", msg.Subject(), err))
 	}
 	_, err := c.Service.RefundOrder(ctx, ev)
-	return classify(err)
+	return classify(ctx, c.Refusals, msg, err)
 }
 
-func classify(err error) error {
+// classify terminates an invalid or unverifiable event (retrying cannot
+// fix it) and returns an outage as is, for redelivery.
+func classify(ctx context.Context, r events.Refusals, msg jetstream.Msg, err error) error {
 	if err != nil && errs.KindOf(err) == errs.Invalid {
-		return eventbus.Permanent(err)
+		return refuse(ctx, r, msg, err)
 	}
 	return err
+}
+
+// refuse records a refused event and terminates it to the dead-letter
+// stream; it is never applied.
+func refuse(ctx context.Context, r events.Refusals, msg jetstream.Msg, err error) error {
+	r.Record(ctx, msg.Subject(), err)
+	return eventbus.Permanent(err)
 }

@@ -128,16 +128,26 @@ func (s *Store) Payment(ctx context.Context, id string) (payments.Payment, error
 	return scanPayment(s.pool.QueryRow(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = $1`, id))
 }
 
+// CallerPayment implements payments.Store: the caller is part of the WHERE
+// clause, so another caller's payment is not found, like a missing one.
+func (s *Store) CallerPayment(ctx context.Context, caller, id string) (payments.Payment, error) {
+	if !cursor.IsUUID(id) {
+		return payments.Payment{}, payments.ErrPaymentNotFound
+	}
+	return scanPayment(s.pool.QueryRow(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = $1 AND caller = $2`, id, caller))
+}
+
 // CustomerPayments implements payments.Store with keyset pagination on
-// (created_at, id), which stays fast and stable while payments are added.
-func (s *Store) CustomerPayments(ctx context.Context, customerID string, page payments.Page) (payments.PaymentList, error) {
+// (created_at, id), which stays fast and stable while payments are added,
+// on the index payments_by_caller_customer.
+func (s *Store) CustomerPayments(ctx context.Context, caller, customerID string, page payments.Page) (payments.PaymentList, error) {
 	after, afterID, err := cursor.Decode(page.Cursor)
 	if err != nil {
 		return payments.PaymentList{}, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+paymentColumns+` FROM payments
-		WHERE customer_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-		ORDER BY created_at DESC, id DESC LIMIT $4`, customerID, after, afterID, page.Limit+1)
+		WHERE caller = $5 AND customer_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+		ORDER BY created_at DESC, id DESC LIMIT $4`, customerID, after, afterID, page.Limit+1, caller)
 	if err != nil {
 		return payments.PaymentList{}, fmt.Errorf("list payments: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/platform"
 )
@@ -18,14 +19,19 @@ type config struct {
 	APIKeys string
 	// SHUTDOWN_GRACE (10s): time in-flight requests get on SIGTERM.
 	ShutdownGrace time.Duration
+	// INTERNAL_SECRET (DevInternalSecret): the secret orders and payments
+	// share, from which the event seal, the forwarding signature and the
+	// cursor key are derived. The default is public: set your own.
+	InternalSecret string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	env := envconfig.New(getenv)
 	c := config{
-		Addr:          env.String("ORDERS_ADDR", ":8080"),
-		APIKeys:       env.Required("ORDERS_API_KEYS"),
-		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", 10*time.Second),
+		Addr:           env.String("ORDERS_ADDR", ":8080"),
+		APIKeys:        env.Required("ORDERS_API_KEYS"),
+		InternalSecret: env.String("INTERNAL_SECRET", apikey.DevInternalSecret),
+		ShutdownGrace:  env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 	}
 	c.Config = platform.ReadConfig(env, "orders", c.Addr)
 	return c, env.Err()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/payonce/payonce/internal/apikey"
+	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/partition"
@@ -51,9 +52,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer p.Close()
 
+	seal := events.NewSealKey(cfg.InternalSecret)
 	store := postgres.NewStore(p.Pool, p.Telemetry.Propagator)
 	store.OnOutboxWrite = p.Relay.Nudge
-	svc := orders.NewService(store, orders.DemoCatalog, p.Tracer, p.Logger)
+	store.Seal = seal
+	svc := orders.NewService(store, orders.DemoCatalog, seal, p.Tracer, p.Logger)
+	refusals, err := events.NewRefusals(p.Logger, p.Meter)
+	if err != nil {
+		return err
+	}
 
 	idem, err := idempotency.NewMiddleware(p.Idempotency, idempotency.Options{
 		Scope:          apikey.Scope,
@@ -78,7 +85,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	})
 	g.Go("payment outcome consumer", func(ctx context.Context) error {
 		return p.Consumer("PAYMENTS", ordersnats.DurableName, ordersnats.Subjects...).
-			Run(ctx, p.JetStream, ordersnats.OutcomeConsumer{Service: svc}.Handle)
+			Run(ctx, p.JetStream, ordersnats.OutcomeConsumer{Service: svc, Refusals: refusals}.Handle)
 	})
 	return g.Wait()
 }

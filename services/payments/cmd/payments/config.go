@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/platform"
 )
@@ -36,6 +37,10 @@ type config struct {
 	RecoveryAfter    time.Duration
 	// SHUTDOWN_GRACE (10s): time in-flight requests get on SIGTERM.
 	ShutdownGrace time.Duration
+	// INTERNAL_SECRET (DevInternalSecret): the secret orders and payments
+	// share, from which the event seal, the forwarding signature and the
+	// cursor key are derived. The default is public: set your own.
+	InternalSecret string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -50,6 +55,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LockWait:         env.Duration("PAYMENTS_LOCK_WAIT", 10*time.Second),
 		RecoveryInterval: env.Duration("PAYMENTS_RECOVERY_INTERVAL", 2*time.Second),
 		RecoveryAfter:    env.Duration("PAYMENTS_RECOVERY_AFTER", 20*time.Second),
+		InternalSecret:   env.String("INTERNAL_SECRET", apikey.DevInternalSecret),
 		ShutdownGrace:    env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 	}
 	c.Config = platform.ReadConfig(env, "payments", c.Addr)

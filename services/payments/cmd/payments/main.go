@@ -63,9 +63,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	store := postgres.NewStore(p.Pool, p.Telemetry.Propagator)
 	store.OnOutboxWrite = p.Relay.Nudge
 	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider))
-	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider)
+	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
+		paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter))
 	svc := payments.NewService(store, coordinator.Locker{Client: locks, Wait: cfg.LockWait}, bank,
-		payments.Config{LockTTL: cfg.LockTTL}, p.Tracer, p.Logger)
+		payments.Config{LockTTL: cfg.LockTTL, Seal: events.NewSealKey(cfg.InternalSecret)}, p.Tracer, p.Logger)
+	refusals, err := events.NewRefusals(p.Logger, p.Meter)
+	if err != nil {
+		return err
+	}
 
 	// Transport. The consumer charges the customers this instance owns and
 	// hands the others to their owner on an internal route.
@@ -98,11 +103,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	})
 	g.Go("orders.created consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.DurableName, "orders.created").
-			Run(ctx, p.JetStream, paymentsnats.OrderConsumer{Service: svc, Owner: owners}.Handle)
+			Run(ctx, p.JetStream, paymentsnats.OrderConsumer{Service: svc, Owner: owners, Refusals: refusals}.Handle)
 	})
 	g.Go("orders.refund_requested consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.RefundDurableName, events.OrderRefundRequested).
-			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc}.Handle)
+			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc, Refusals: refusals}.Handle)
 	})
 	g.Go("recovery worker", func(ctx context.Context) error {
 		return payments.RunRecovery(ctx, svc, cfg.RecoveryInterval, cfg.RecoveryAfter, p.Logger)

@@ -1,0 +1,171 @@
+package identity
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// Allow decides whether a verified peer may connect at all. Finer rules
+// (which lock, which subject) belong to what the connection reaches; this
+// is the coarse door: "only payments instances call the bank".
+type Allow func(ID) error
+
+// AllowServices admits the listed services' instances only.
+func AllowServices(services ...string) Allow {
+	return func(id ID) error {
+		for _, s := range services {
+			if id.Service == s {
+				return nil
+			}
+		}
+		return fmt.Errorf("identity %s may not connect here (want one of %v)", id, services)
+	}
+}
+
+// ServerConfig is the TLS configuration of a server inside the stack:
+// TLS 1.3, its own certificate from f (re-read when the files change), and
+// a client certificate required, verified against f.CA, carrying a payonce
+// identity that allow admits (nil admits every identity the CA vouches
+// for). Handlers read the caller with Caller.
+func ServerConfig(f Files, allow Allow) (*tls.Config, error) {
+	pool, err := loadPool(f.CA)
+	if err != nil {
+		return nil, err
+	}
+	kp := &keyPair{files: f}
+	if _, err := kp.get(); err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		ClientCAs:  pool,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return kp.get()
+		},
+		// Runs after the chain is verified: a certificate from the CA
+		// that names no payonce identity, or one not admitted, is refused
+		// during the handshake, before any request is read.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			id, err := Peer(&cs)
+			if err != nil {
+				return err
+			}
+			if allow != nil {
+				return allow(id)
+			}
+			return nil
+		},
+	}, nil
+}
+
+// ClientConfig is the TLS configuration of a client inside the stack: it
+// presents its own certificate from f and trusts servers whose certificate
+// f.CA signed for the host it dials. want, when not empty, also requires the
+// server to be one of those services (payments only talks to a bank that
+// proves it is the bank).
+func ClientConfig(f Files, want ...string) (*tls.Config, error) {
+	pool, err := loadPool(f.CA)
+	if err != nil {
+		return nil, err
+	}
+	kp := &keyPair{files: f}
+	if _, err := kp.get(); err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return kp.get()
+		},
+	}
+	if len(want) > 0 {
+		allow := AllowServices(want...)
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			id, err := Peer(&cs)
+			if err != nil {
+				return err
+			}
+			return allow(id)
+		}
+	}
+	return cfg, nil
+}
+
+func loadPool(caFile string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("trusted CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	// A file may hold several CAs: during a CA rotation it holds the old
+	// and the new one, so parties with either kind of leaf are trusted.
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("trusted CA %s: no PEM certificate in it", caFile)
+	}
+	return pool, nil
+}
+
+// keyPair is a certificate and key read from files, read again when either
+// file's modification time changes, so rotating a certificate is writing
+// new files (payonce-certs does it atomically) and nothing else.
+type keyPair struct {
+	files Files
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	certMod time.Time
+	keyMod  time.Time
+}
+
+func (k *keyPair) get() (*tls.Certificate, error) {
+	certInfo, err := os.Stat(k.files.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	keyInfo, err := os.Stat(k.files.Key)
+	if err != nil {
+		return nil, fmt.Errorf("certificate key: %w", err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cert != nil && certInfo.ModTime().Equal(k.certMod) && keyInfo.ModTime().Equal(k.keyMod) {
+		return k.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(k.files.Cert, k.files.Key)
+	if err != nil {
+		if k.cert != nil {
+			// Caught between the new key and the new certificate being
+			// written: keep the pair that worked until both are there.
+			return k.cert, nil
+		}
+		return nil, fmt.Errorf("load %s: %w", k.files.Cert, err)
+	}
+	if _, err := Of(cert.Leaf); err != nil {
+		return nil, fmt.Errorf("load %s: %w", k.files.Cert, err)
+	}
+	k.cert, k.certMod, k.keyMod = &cert, certInfo.ModTime(), keyInfo.ModTime()
+	return k.cert, nil
+}
+
+// ErrIncomplete means some but not all of a party's TLS files were named.
+var ErrIncomplete = errors.New("TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE go together: set all three or none")
+
+// FilesFromEnv reads a process's own credentials from TLS_CERT_FILE,
+// TLS_KEY_FILE and TLS_CA_FILE. ok is false when none is set (TLS off).
+func FilesFromEnv(getenv func(string) string) (f Files, ok bool, err error) {
+	f = Files{Cert: getenv("TLS_CERT_FILE"), Key: getenv("TLS_KEY_FILE"), CA: getenv("TLS_CA_FILE")}
+	switch {
+	case f.Cert == "" && f.Key == "" && f.CA == "":
+		return Files{}, false, nil
+	case f.Cert == "" || f.Key == "" || f.CA == "":
+		return Files{}, false, ErrIncomplete
+	}
+	return f, true, nil
+}
