@@ -3,7 +3,8 @@ GO       ?= go
 PKGS     := ./...
 # Nested modules (benchmarks that compare payonce with other projects) keep
 # their dependencies out of the main go.mod; lint still compiles them.
-NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod))
+# deploy/k8s is the Kubernetes manifests' test (k8s.io/api stays out of go.mod).
+NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod)) deploy/k8s
 
 .PHONY: test lint fmt vet cross actionlint test-only dev fuzz bench demo clean
 
@@ -20,6 +21,7 @@ $(NATS_SERVER): go.mod go.sum
 
 test-only: $(NATS_SERVER)
 	PAYONCE_NATS_SERVER=$(NATS_SERVER) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	cd deploy/k8s && $(GO) test -count=1 ./...
 
 ## lint: go vet (main and nested modules), the cross-platform vet and build, actionlint, and a gofmt check
 lint: vet cross actionlint
