@@ -29,10 +29,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/localpg"
 	"github.com/payonce/payonce/internal/proc"
-	"github.com/payonce/payonce/migrations"
 )
 
 func main() {
@@ -93,6 +93,7 @@ type stack struct {
 	out      io.Writer
 	tempDir  string
 	stateDir string
+	pkiDir   string
 	stops    []func() error
 
 	urls      []namedURL
@@ -151,25 +152,41 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	s.onStop(pg.Stop)
-	databaseURLs := map[string]string{}
-	for _, service := range migrations.Services() {
-		if err := pg.CreateDatabase(ctx, service); err != nil {
-			return err
-		}
-		databaseURLs[service] = pg.URL(service)
-		if _, err := migrations.Up(ctx, databaseURLs[service], service); err != nil {
-			return err
-		}
-		s.urls = append(s.urls, namedURL{service + " database", databaseURLs[service]})
+	// One login role per service, owning only its database, and the
+	// migrate role, as in compose (docs/adr/0041-database-roles.md). The
+	// services get their role's password as a file.
+	databaseURLs, passwordFiles, err := s.provisionDatabases(ctx, pg)
+	if err != nil {
+		return err
 	}
 
-	fmt.Fprintln(s.out, "devstack: starting NATS with JetStream")
-	nats, err := localnats.Start(localnats.Options{Port: cfg.NATSPort, StoreDir: filepath.Join(s.tempDir, "jetstream")})
+	// Three nodes, so payonce's streams are replicated (R3) as in
+	// production: an acknowledged event survives the loss of any one node.
+	fmt.Fprintln(s.out, "devstack: starting a 3-node NATS JetStream cluster")
+	// Every party gets a certificate from a CA made for this run; NATS
+	// admits only those, each with its service's permissions.
+	pki, err := s.issueCertificates(cfg)
+	if err != nil {
+		return err
+	}
+	var natsPorts []int
+	if cfg.NATSPort != 0 {
+		natsPorts = []int{cfg.NATSPort, cfg.NATSPort + 1, cfg.NATSPort + 2}
+	}
+	nats, err := localnats.StartCluster(localnats.ClusterOptions{Ports: natsPorts, Dir: filepath.Join(s.tempDir, "jetstream"),
+		Node: localnats.Options{Security: pki.natsSecurity()}})
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
 	s.onStop(func() error { nats.Shutdown(); return nil })
-	s.urls = append(s.urls, namedURL{"nats", nats.URL()})
+	// One line per node; a client given any of them learns the others.
+	for i, n := range nats.Nodes {
+		name := "nats"
+		if i > 0 {
+			name = fmt.Sprintf("nats-%d", i+1)
+		}
+		s.urls = append(s.urls, namedURL{name, n.URL()})
+	}
 
 	fmt.Fprintln(s.out, "devstack: starting 3 coordinators (Raft)")
 	coordURLs, err := s.startCoordinators(ctx, cfg, bins["coordinator"], common)
@@ -192,6 +209,12 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	if err != nil {
 		return err
 	}
+	// Orders' key at payments: its reconciliation sweeper reads the
+	// payment of an order left pending.
+	ordersKey, err := randomKey()
+	if err != nil {
+		return err
+	}
 	// The services' shared secret (event seals, forwarding signatures,
 	// cursors): random per run, like the peer key.
 	internalSecret, err := randomKey()
@@ -208,15 +231,19 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	}{
 		{"payments", cfg.PaymentsPorts, []string{
 			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
-			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey,
+			"PAYMENTS_DATABASE_PASSWORD_FILE=" + passwordFiles["payments"],
+			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey + ",orders:" + ordersKey,
 			"PAYMENTS_PEER_API_KEY=" + peerKey,
 			"BANK_URL=" + bankURL,
 			"INTERNAL_SECRET=" + internalSecret,
 		}},
 		{"orders", cfg.OrdersPorts, []string{
 			"ORDERS_DATABASE_URL=" + databaseURLs["orders"],
+			"ORDERS_DATABASE_PASSWORD_FILE=" + passwordFiles["orders"],
 			"ORDERS_API_KEYS=" + callers,
 			"INTERNAL_SECRET=" + internalSecret,
+			fmt.Sprintf("ORDERS_PAYMENTS_URL=http://127.0.0.1:%d", cfg.PaymentsPorts[0]),
+			"ORDERS_PAYMENTS_API_KEY=" + ordersKey,
 		}},
 	}
 	for _, g := range groups {
@@ -227,11 +254,11 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 			prefix := strings.ToUpper(g.name)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			name := fmt.Sprintf("%s-%d", g.name, i+1)
-			p, err := s.startProcess(name, bins[g.name], append([]string{
+			p, err := s.startProcess(name, bins[g.name], append(append([]string{
 				prefix + "_ADDR=" + addr,
 				prefix + "_ADVERTISE_URL=http://" + addr,
 				"INSTANCE_ID=" + name,
-			}, env...))
+			}, pki.env(identity.ID{Service: g.name, Instance: name})...), env...))
 			if err != nil {
 				return err
 			}
@@ -332,6 +359,7 @@ func (s *stack) printReady(cfg config) {
 		fmt.Fprintf(&b, "  %-22s pid %d\n", "jaeger", s.jaegerPid)
 	}
 	fmt.Fprintf(&b, "  %-22s Authorization: Bearer %s (caller %q)\n", "API key", DemoAPIKey, DemoCaller)
+	fmt.Fprintf(&b, "  %-22s %s (admin: %s)\n", "certificates", s.pkiDir, identity.PartyFiles(s.pkiDir, identity.AdminCLI).Cert)
 	fmt.Fprintf(&b, "  %-22s %s\n", "pid files", s.stateDir)
 	b.WriteString("devstack: press Ctrl-C to stop and remove everything\n")
 	_, _ = io.WriteString(s.out, b.String())

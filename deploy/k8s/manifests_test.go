@@ -356,7 +356,7 @@ func matches(selector, labels map[string]string) bool {
 func TestSecretsAndConfigExist(t *testing.T) {
 	external := map[string][]string{
 		"production": {"payonce/orders-api-keys", "payonce/payments-api-keys", "payonce/payments-peer-api-key",
-			"payonce/internal-secret", "orders-db-app/uri", "payments-db-app/uri"},
+			"payonce/internal-secret", "payonce/orders-payments-api-key", "orders-db-app/uri", "payments-db-app/uri"},
 	}
 	for _, overlay := range overlays {
 		t.Run(overlay, func(t *testing.T) {
@@ -436,7 +436,7 @@ func keys[V any](m map[string]V) []string {
 var (
 	commonFlows = []string{
 		"outside->orders:8080/TCP", "outside->payments:8090/TCP",
-		"orders->orders:8080/TCP", "orders->postgres:5432/TCP", "orders->nats:4222/TCP", "orders->coordinator:8080/TCP", "orders->jaeger:4318/TCP",
+		"orders->orders:8080/TCP", "orders->payments:8090/TCP", "orders->postgres:5432/TCP", "orders->nats:4222/TCP", "orders->coordinator:8080/TCP", "orders->jaeger:4318/TCP",
 		"payments->payments:8090/TCP", "payments->postgres:5432/TCP", "payments->nats:4222/TCP", "payments->coordinator:8080/TCP",
 		"payments->bank:8099/TCP", "payments->jaeger:4318/TCP",
 		"coordinator->coordinator:7000/TCP", "coordinator->coordinator:8080/TCP", "coordinator->jaeger:4318/TCP",

@@ -207,11 +207,13 @@ func (b *bankSim) setFaults(t *testing.T, faults map[string]any) {
 }
 
 const (
-	testAPIKey   = "test-shop-key-0123456789"
-	otherAPIKey  = "other-shop-key-9876543210"
-	peerAPIKey   = "payments-peer-key-0123456789"
-	paymentsKeys = "shop:" + testAPIKey + ",other:" + otherAPIKey + ",peer:" + peerAPIKey
-	ordersKeys   = "shop:" + testAPIKey + ",other:" + otherAPIKey
+	testAPIKey  = "test-shop-key-0123456789"
+	otherAPIKey = "other-shop-key-9876543210"
+	peerAPIKey  = "payments-peer-key-0123456789"
+	// ordersAtPaymentsKey is orders' key at payments (the reconciliation sweeper's reads).
+	ordersAtPaymentsKey = "orders-at-payments-key-0123456789"
+	paymentsKeys        = "shop:" + testAPIKey + ",other:" + otherAPIKey + ",peer:" + peerAPIKey + ",orders:" + ordersAtPaymentsKey
+	ordersKeys          = "shop:" + testAPIKey + ",other:" + otherAPIKey
 	// testInternalSecret is the services' INTERNAL_SECRET in these tests;
 	// a test that plays a payonce service seals its events with testSeal.
 	testInternalSecret = "test-internal-secret-0123456789"
@@ -357,6 +359,16 @@ func call(method, url, apiKey, idemKey string, body any) apiResponse {
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
 	}
+	return do(req)
+}
+
+// newRequest is http.NewRequest, named for the helpers beside call.
+func newRequest(method, url string, body io.Reader) (*http.Request, error) {
+	return http.NewRequest(method, url, body)
+}
+
+// do sends req and reads the whole answer.
+func do(req *http.Request) apiResponse {
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
