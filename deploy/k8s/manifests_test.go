@@ -404,6 +404,9 @@ func TestSecretsAndConfigExist(t *testing.T) {
 					}
 				}
 			}
+			if dev := r.configMaps["payonce-env"].Data["PAYONCE_DEV_MODE"]; (overlay == "dev") != (dev == "true") {
+				t.Errorf("PAYONCE_DEV_MODE=%q in %s: only dev accepts the demo keys", dev, overlay)
+			}
 			if overlay == "production" {
 				if len(r.secrets) != 0 {
 					t.Errorf("production renders Secrets %v: credentials do not belong in the repository", keys(r.secrets))
