@@ -32,6 +32,7 @@ import (
 	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/localpg"
+	"github.com/payonce/payonce/internal/otlpsink"
 	"github.com/payonce/payonce/internal/proc"
 )
 
@@ -101,6 +102,7 @@ type stack struct {
 	procs     []*proc.Process
 	managed   map[string]*managed // by process name, for the control endpoint
 	trace     traceViewer
+	sink      *otlpsink.Sink // the built-in trace sink, when Jaeger does not run
 	jaegerPid int
 }
 
@@ -163,6 +165,14 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	if err != nil {
 		return err
 	}
+	// The superuser's URL, for an operator's experiments such as making a
+	// service's database refuse connections (docs/failure-scenarios.md);
+	// readable by this user only, removed on stop.
+	superuserFile := filepath.Join(s.stateDir, "postgres-superuser.url")
+	if err := os.WriteFile(superuserFile, []byte(pg.URL("postgres")+"\n"), 0o600); err != nil {
+		return err
+	}
+	s.onStop(func() error { return os.Remove(superuserFile) })
 
 	// Three nodes, so payonce's streams are replicated (R3) as in
 	// production: an acknowledged event survives the loss of any one node.
