@@ -297,10 +297,14 @@ func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordU
 	}
 	srv := &http.Server{Handler: s.controlHandler(coordURLs), ReadHeaderTimeout: 5 * time.Second}
 	s.onStop(func() error {
-		_ = ln.Close() // in case Serve never ran
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(shutdownCtx)
+		err := srv.Shutdown(shutdownCtx)
+		// Shutdown closes the listener when Serve ran; when it never did
+		// (the console failed to start), it is still open. Closing it first
+		// made Shutdown fail with "use of closed network connection".
+		_ = ln.Close()
+		return err
 	})
 	controlURL := "http://" + ln.Addr().String()
 
