@@ -32,6 +32,18 @@ import (
 // admit entry (from an earlier recovery, replayed from the log or a
 // snapshot) count for nothing.
 
+// HasState reports whether dir holds a node's Raft state (a log store,
+// snapshots or a joining marker), without opening it: a command uses it to
+// decide whether a bootstrap instruction applies before it starts the node.
+func HasState(dir string) bool {
+	for _, name := range []string{"raft.db", "wal", "snapshots", joiningFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // joiningFile marks a data directory whose node has not been admitted yet;
 // it holds the incarnation.
 const joiningFile = "JOINING"

@@ -535,6 +535,9 @@ func (n *Node) Machine() *fsm.Machine { return n.machine }
 // ID returns the node's server id.
 func (n *Node) ID() string { return n.cfg.ID }
 
+// RaftAddr returns the address peers dial to reach this node.
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
 // IsLeader reports whether this node currently believes it is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
