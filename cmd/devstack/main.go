@@ -29,10 +29,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/localpg"
 	"github.com/payonce/payonce/internal/proc"
-	"github.com/payonce/payonce/migrations"
 )
 
 func main() {
@@ -93,6 +93,7 @@ type stack struct {
 	out      io.Writer
 	tempDir  string
 	stateDir string
+	pkiDir   string
 	stops    []func() error
 
 	urls      []namedURL
@@ -151,20 +152,22 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	s.onStop(pg.Stop)
-	databaseURLs := map[string]string{}
-	for _, service := range migrations.Services() {
-		if err := pg.CreateDatabase(ctx, service); err != nil {
-			return err
-		}
-		databaseURLs[service] = pg.URL(service)
-		if _, err := migrations.Up(ctx, databaseURLs[service], service); err != nil {
-			return err
-		}
-		s.urls = append(s.urls, namedURL{service + " database", databaseURLs[service]})
+	// One login role per service, owning only its database, and the
+	// migrate role, as in compose (docs/adr/0041-database-roles.md). The
+	// services get their role's password as a file.
+	databaseURLs, passwordFiles, err := s.provisionDatabases(ctx, pg)
+	if err != nil {
+		return err
 	}
 
 	fmt.Fprintln(s.out, "devstack: starting NATS with JetStream")
-	nats, err := localnats.Start(localnats.Options{Port: cfg.NATSPort, StoreDir: filepath.Join(s.tempDir, "jetstream")})
+	// Every party gets a certificate from a CA made for this run; NATS
+	// admits only those, each with its service's permissions.
+	pki, err := s.issueCertificates(cfg)
+	if err != nil {
+		return err
+	}
+	nats, err := localnats.Start(localnats.Options{Port: cfg.NATSPort, StoreDir: filepath.Join(s.tempDir, "jetstream"), Security: pki.natsSecurity()})
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -208,6 +211,7 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	}{
 		{"payments", cfg.PaymentsPorts, []string{
 			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
+			"PAYMENTS_DATABASE_PASSWORD_FILE=" + passwordFiles["payments"],
 			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey,
 			"PAYMENTS_PEER_API_KEY=" + peerKey,
 			"BANK_URL=" + bankURL,
@@ -215,6 +219,7 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		}},
 		{"orders", cfg.OrdersPorts, []string{
 			"ORDERS_DATABASE_URL=" + databaseURLs["orders"],
+			"ORDERS_DATABASE_PASSWORD_FILE=" + passwordFiles["orders"],
 			"ORDERS_API_KEYS=" + callers,
 			"INTERNAL_SECRET=" + internalSecret,
 		}},
@@ -227,11 +232,11 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 			prefix := strings.ToUpper(g.name)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			name := fmt.Sprintf("%s-%d", g.name, i+1)
-			p, err := s.startProcess(name, bins[g.name], append([]string{
+			p, err := s.startProcess(name, bins[g.name], append(append([]string{
 				prefix + "_ADDR=" + addr,
 				prefix + "_ADVERTISE_URL=http://" + addr,
 				"INSTANCE_ID=" + name,
-			}, env...))
+			}, pki.env(identity.ID{Service: g.name, Instance: name})...), env...))
 			if err != nil {
 				return err
 			}
@@ -336,6 +341,7 @@ func (s *stack) printReady(cfg config) {
 		fmt.Fprintf(&b, "  %-22s pid %d\n", "jaeger", s.jaegerPid)
 	}
 	fmt.Fprintf(&b, "  %-22s Authorization: Bearer %s (caller %q)\n", "API key", DemoAPIKey, DemoCaller)
+	fmt.Fprintf(&b, "  %-22s %s (admin: %s)\n", "certificates", s.pkiDir, identity.PartyFiles(s.pkiDir, identity.AdminCLI).Cert)
 	fmt.Fprintf(&b, "  %-22s %s\n", "pid files", s.stateDir)
 	b.WriteString("devstack: press Ctrl-C to stop and remove everything\n")
 	_, _ = io.WriteString(s.out, b.String())

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+
+	"github.com/payonce/payonce/internal/identity"
 )
 
 // TestDevstackRunsTheTopologyAndStopsCleanly starts the whole dev stack on
@@ -53,9 +55,18 @@ func TestDevstackRunsTheTopologyAndStopsCleanly(t *testing.T) {
 		}
 		conn.Close(ctx)
 	}
-	nc, err := nats.Connect(s.urls["nats"])
+	// NATS admits parties with a certificate from the stack's CA only.
+	if nc, err := nats.Connect(s.urls["nats"], nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("nats accepted an anonymous connection")
+	}
+	adminTLS, err := identity.ClientConfig(identity.PartyFiles(s.pkiDir, identity.AdminCLI), identity.NATS)
 	if err != nil {
-		t.Fatalf("nats: %v", err)
+		t.Fatalf("admin certificate in %q: %v", s.pkiDir, err)
+	}
+	nc, err := nats.Connect(s.urls["nats"], nats.Secure(adminTLS))
+	if err != nil {
+		t.Fatalf("nats as admin: %v", err)
 	}
 	nc.Close()
 

@@ -41,6 +41,7 @@ type runningStack struct {
 	urls     map[string]string // "orders-1" -> "http://127.0.0.1:41234"
 	pids     map[string]int    // "orders-1" -> 4242
 	stateDir string
+	pkiDir   string // the certificates devstack issued
 	out      *outputLog
 	cancel   context.CancelFunc
 	done     chan error
@@ -110,6 +111,9 @@ func startStack(t *testing.T) *runningStack {
 			inTable = false
 		case inTable:
 			fields := strings.Fields(line)
+			if len(fields) >= 2 && fields[0] == "certificates" {
+				s.pkiDir = fields[1]
+			}
 			if len(fields) >= 2 && strings.Contains(fields[1], "://") {
 				s.urls[fields[0]] = fields[1]
 			}

@@ -9,7 +9,12 @@
 //	migrate [up|version] [service ...]
 //
 // With no service named it handles every service. Each service's database
-// URL comes from <SERVICE>_DATABASE_URL, e.g. ORDERS_DATABASE_URL.
+// URL comes from <SERVICE>_DATABASE_URL, e.g. ORDERS_DATABASE_URL, and the
+// password of its role from <SERVICE>_DATABASE_PASSWORD or, as the compose
+// job gives it, the file <SERVICE>_DATABASE_PASSWORD_FILE names. The job
+// logs in as the migrate role, which becomes the service's role in the
+// service's database, so the tables belong to the service
+// (docs/adr/0041-database-roles.md).
 package main
 
 import (
@@ -24,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/payonce/payonce/internal/envconfig"
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/migrations"
 )
 
@@ -54,10 +61,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if !slices.Contains(migrations.Services(), service) {
 			return fmt.Errorf("unknown service %q: want one of %v", service, migrations.Services())
 		}
-		urlVar := strings.ToUpper(service) + "_DATABASE_URL"
-		dbURL := getenv(urlVar)
-		if dbURL == "" {
-			failures = append(failures, fmt.Errorf("%s is not set", urlVar))
+		prefix := strings.ToUpper(service)
+		env := envconfig.New(getenv)
+		dbURL := env.Required(prefix + "_DATABASE_URL")
+		if pw := env.String(prefix+"_DATABASE_PASSWORD", ""); pw != "" && dbURL != "" {
+			var err error
+			if dbURL, err = identity.WithPassword(dbURL, pw); err != nil {
+				env.Fail(fmt.Errorf("%s_DATABASE_URL: %w", prefix, err))
+			}
+		}
+		if err := env.Err(); err != nil {
+			failures = append(failures, err)
 			continue
 		}
 		switch cmd {

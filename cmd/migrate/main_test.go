@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,4 +74,36 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// The compose job names the role in the URL and reads its password from a
+// secret file; a wrong password is refused by the server.
+func TestRunReadsThePasswordFromAFile(t *testing.T) {
+	ctx := context.Background()
+	u, err := url.Parse(testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := u.User.Password()
+	u.User = url.User(u.User.Username())
+	file := filepath.Join(t.TempDir(), "orders_db_password")
+	env := map[string]string{"ORDERS_DATABASE_URL": u.String(), "ORDERS_DATABASE_PASSWORD_FILE": file}
+	getenv := func(k string) string { return env[k] }
+
+	if err := os.WriteFile(file, []byte("not-the-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"migrate", "up", "orders"}, getenv, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("wrong password: err = %v, want an authentication failure", err)
+	}
+	if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"migrate", "up", "orders"}, getenv, &out); err != nil {
+		t.Fatalf("password from file: %v", err)
+	}
+	if !strings.Contains(out.String(), "orders: applied") {
+		t.Fatalf("output:\n%s", out.String())
+	}
 }

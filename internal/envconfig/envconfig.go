@@ -3,11 +3,16 @@
 // one Config struct filled by one function, which is also what its README
 // table documents; errors for every bad variable are reported together so a
 // misconfigured deployment is fixed in one round, not one variable at a time.
+//
+// Any variable X may instead be given as X_FILE, the path of a file holding
+// the value: that is how secrets reach containers (compose `secrets:`,
+// Kubernetes secret volumes) without appearing in the environment.
 package envconfig
 
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,12 +24,32 @@ type Reader struct {
 	errs   []error
 }
 
+// lookup returns key's value, read from the file key_FILE names when that
+// is set instead (trailing white space dropped).
+func (r *Reader) lookup(key string) string {
+	v := strings.TrimSpace(r.getenv(key))
+	file := strings.TrimSpace(r.getenv(key + "_FILE"))
+	if file == "" {
+		return v
+	}
+	if v != "" {
+		r.errs = append(r.errs, fmt.Errorf("%s and %s_FILE are both set: set one", key, key))
+		return v
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s_FILE: %w", key, err))
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}
+
 // New returns a Reader over getenv (os.Getenv in main, a map in tests).
 func New(getenv func(string) string) *Reader { return &Reader{getenv: getenv} }
 
 // String returns key's value, or def when unset or empty.
 func (r *Reader) String(key, def string) string {
-	if v := strings.TrimSpace(r.getenv(key)); v != "" {
+	if v := r.lookup(key); v != "" {
 		return v
 	}
 	return def
@@ -32,7 +57,7 @@ func (r *Reader) String(key, def string) string {
 
 // Required returns key's value and records an error when it is unset.
 func (r *Reader) Required(key string) string {
-	v := strings.TrimSpace(r.getenv(key))
+	v := r.lookup(key)
 	if v == "" {
 		r.errs = append(r.errs, fmt.Errorf("%s is required", key))
 	}
@@ -41,7 +66,7 @@ func (r *Reader) Required(key string) string {
 
 // Int returns key as an integer, or def when unset.
 func (r *Reader) Int(key string, def int) int {
-	v := strings.TrimSpace(r.getenv(key))
+	v := r.lookup(key)
 	if v == "" {
 		return def
 	}
@@ -55,7 +80,7 @@ func (r *Reader) Int(key string, def int) int {
 
 // Bool returns key as a boolean (true/false/1/0), or def when unset.
 func (r *Reader) Bool(key string, def bool) bool {
-	v := strings.TrimSpace(r.getenv(key))
+	v := r.lookup(key)
 	if v == "" {
 		return def
 	}
@@ -71,7 +96,7 @@ func (r *Reader) Bool(key string, def bool) bool {
 // Zero and negative durations are refused: every duration payonce reads is
 // a timeout, TTL or interval, for which they are always a mistake.
 func (r *Reader) Duration(key string, def time.Duration) time.Duration {
-	v := strings.TrimSpace(r.getenv(key))
+	v := r.lookup(key)
 	if v == "" {
 		return def
 	}
@@ -85,7 +110,7 @@ func (r *Reader) Duration(key string, def time.Duration) time.Duration {
 
 // List returns key split on commas with blanks dropped, or def when unset.
 func (r *Reader) List(key string, def []string) []string {
-	v := strings.TrimSpace(r.getenv(key))
+	v := r.lookup(key)
 	if v == "" {
 		return def
 	}

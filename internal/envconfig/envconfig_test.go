@@ -1,6 +1,7 @@
 package envconfig_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +47,27 @@ func TestReader(t *testing.T) {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %s", err, name)
 		}
+	}
+}
+
+func TestFileVariables(t *testing.T) {
+	dir := t.TempDir()
+	secret := dir + "/orders_db_password"
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"PASSWORD_FILE": secret, "BOTH": "x", "BOTH_FILE": secret, "GONE_FILE": dir + "/missing"}
+	r := envconfig.New(func(k string) string { return env[k] })
+	if got := r.Required("PASSWORD"); got != "s3cret" {
+		t.Errorf("PASSWORD from its file = %q", got)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	r.String("BOTH", "")
+	r.String("GONE", "")
+	err := r.Err()
+	if err == nil || !strings.Contains(err.Error(), "BOTH and BOTH_FILE") || !strings.Contains(err.Error(), "GONE_FILE") {
+		t.Fatalf("errors = %v, want both-set and unreadable-file errors", err)
 	}
 }

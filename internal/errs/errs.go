@@ -38,6 +38,9 @@ const (
 	// Unavailable means a dependency is down or this node cannot serve now;
 	// the same request may succeed later.
 	Unavailable
+	// RateLimited means the caller sent more than its quota allows; the
+	// same request will succeed after Retry-After.
+	RateLimited
 )
 
 var kindNames = [...]string{
@@ -49,11 +52,12 @@ var kindNames = [...]string{
 	TooLarge:      "too-large",
 	Unprocessable: "unprocessable",
 	Unavailable:   "unavailable",
+	RateLimited:   "rate-limited",
 }
 
 // Kinds lists every kind, for tests and documentation.
 func Kinds() []Kind {
-	return []Kind{Internal, Invalid, Unauthorized, NotFound, Conflict, TooLarge, Unprocessable, Unavailable}
+	return []Kind{Internal, Invalid, Unauthorized, NotFound, Conflict, TooLarge, Unprocessable, Unavailable, RateLimited}
 }
 
 // String returns the kind's stable name, which is also the last segment of
@@ -141,13 +145,55 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// As returns the first *Error in err's chain, or nil.
+// Foreign is an error from a library that must not import this package
+// (pkg/idempotency stands alone for forks) but says how it is answered:
+// an HTTP status and a problem type. As adopts it into the closed set.
+type Foreign interface {
+	error
+	HTTPStatus() int
+	ProblemType() string
+	ProblemDetail() string
+	RetryAfterSeconds() int
+}
+
+// As returns the first *Error in err's chain, or, failing that, the first
+// Foreign error adopted as an *Error of the kind its status maps to; nil
+// when neither is there.
 func As(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
+	var f Foreign
+	if errors.As(err, &f) {
+		return &Error{Kind: kindOfStatus(f.HTTPStatus()), Type: f.ProblemType(), Detail: f.ProblemDetail(),
+			RetryAfterSeconds: f.RetryAfterSeconds(), Err: err}
+	}
 	return nil
+}
+
+// kindOfStatus is the inverse of the one status mapping (httpkit.StatusOf).
+func kindOfStatus(status int) Kind {
+	switch status {
+	case 400:
+		return Invalid
+	case 401:
+		return Unauthorized
+	case 404:
+		return NotFound
+	case 409:
+		return Conflict
+	case 413:
+		return TooLarge
+	case 422:
+		return Unprocessable
+	case 429:
+		return RateLimited
+	case 503:
+		return Unavailable
+	default:
+		return Internal
+	}
 }
 
 // KindOf returns the kind of the first *Error in err's chain, or Internal

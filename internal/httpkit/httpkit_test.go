@@ -56,6 +56,7 @@ func TestErrorEncoderMapsEveryKind(t *testing.T) {
 		errs.TooLarge:      413,
 		errs.Unprocessable: 422,
 		errs.Unavailable:   503,
+		errs.RateLimited:   429,
 	}
 	if len(want) != len(errs.Kinds()) {
 		t.Fatalf("test covers %d kinds, errs defines %d", len(want), len(errs.Kinds()))

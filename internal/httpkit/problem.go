@@ -52,6 +52,8 @@ func StatusOf(kind errs.Kind) int {
 		return http.StatusUnprocessableEntity
 	case errs.Unavailable:
 		return http.StatusServiceUnavailable
+	case errs.RateLimited:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

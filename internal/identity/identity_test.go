@@ -292,20 +292,7 @@ func TestLoadCA(t *testing.T) {
 	}
 }
 
-func TestSecret(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "pw")
-	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"DB_PASSWORD_FILE": file}
-	got, err := Secret(func(k string) string { return env[k] }, "DB_PASSWORD")
-	if err != nil || got != "s3cret" {
-		t.Fatalf("Secret = %q, %v", got, err)
-	}
-	env["DB_PASSWORD"] = "literal"
-	if _, err := Secret(func(k string) string { return env[k] }, "DB_PASSWORD"); err == nil {
-		t.Fatal("both the variable and its _FILE accepted")
-	}
+func TestWithPassword(t *testing.T) {
 	dsn, err := WithPassword("postgres://orders@db:5432/orders?sslmode=disable", "p@ss/word")
 	if err != nil || dsn != "postgres://orders:p%40ss%2Fword@db:5432/orders?sslmode=disable" {
 		t.Fatalf("WithPassword = %q, %v", dsn, err)

@@ -46,6 +46,9 @@ type Options struct {
 	// Binary is a nats-server executable to run as a child process; empty
 	// means the one BinaryEnv names, or, if none, the embedded server.
 	Binary string
+	// Security, when set, requires mutual TLS and maps each client's
+	// certificate to a user with its permissions (security.go).
+	Security *Security
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -72,7 +75,7 @@ func Start(opts Options) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	srv, err := server.NewServer(&server.Options{
+	serverOpts := &server.Options{
 		ServerName: "payonce-local",
 		Host:       "127.0.0.1",
 		Port:       port,
@@ -83,7 +86,14 @@ func Start(opts Options) (*Server, error) {
 		// Keep the embedded server light; tests publish little.
 		JetStreamMaxMemory: 256 << 20,
 		JetStreamMaxStore:  1 << 30,
-	})
+	}
+	if opts.Security != nil {
+		if err := opts.Security.apply(serverOpts, s.storeDir); err != nil {
+			s.cleanup()
+			return nil, err
+		}
+	}
+	srv, err := server.NewServer(serverOpts)
 	if err != nil {
 		s.cleanup()
 		return nil, fmt.Errorf("nats server: %w", err)
@@ -126,6 +136,9 @@ jetstream {
   max_file_store: %d
 }
 `, port, monitor, s.storeDir, 256<<20, 1<<30)
+	if opts.Security != nil {
+		text += opts.Security.Conf()
+	}
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return fmt.Errorf("nats server config: %w", err)
 	}

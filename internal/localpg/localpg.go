@@ -48,12 +48,16 @@ type Options struct {
 }
 
 // Cluster is a running throwaway PostgreSQL server. Its superuser is
-// "postgres" with trust authentication on loopback only.
+// "postgres" with a random password; every login, local socket or TCP,
+// authenticates with SCRAM-SHA-256, as a production server would, so the
+// dev stack and the tests exercise the same authentication the services
+// meet in compose.
 type Cluster struct {
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	dir      string
+	port     int
+	password string
+	cmd      *exec.Cmd
+	done     chan struct{}
 
 	stopOnce sync.Once
 	stopErr  error
@@ -132,8 +136,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	dataDir := filepath.Join(dir, "data")
+	pwFile, err := c.writeSuperuserPassword(cred)
+	if err != nil {
+		return fail(err)
+	}
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
-		"-D", dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+		"-D", dataDir, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", pwFile,
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("initdb: %w: %s", err, bytes.TrimSpace(out)))
@@ -186,7 +195,7 @@ func (c *Cluster) Port() int { return c.port }
 
 // URL returns a connection URL for database on this cluster.
 func (c *Cluster) URL(database string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, database)
+	return fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/%s?sslmode=disable", c.password, c.port, database)
 }
 
 // Stop shuts the server down fast (SIGINT: abort transactions, no wait for

@@ -8,13 +8,16 @@ import (
 	"time"
 
 	"github.com/payonce/payonce/internal/envconfig"
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/pkg/idempotency"
 )
 
 // ReadConfig reads the variables every service shares, for a service
 // listening on addr. With <SERVICE> the upper-cased service name:
 //
-//	<SERVICE>_DATABASE_URL   (required) the service's own database
+//	<SERVICE>_DATABASE_URL   (required) the service's own database, as its own role
+//	<SERVICE>_DATABASE_PASSWORD (empty) that role's password, put into the URL;
+//	                         give it as <SERVICE>_DATABASE_PASSWORD_FILE (any variable may be a _FILE)
 //	<SERVICE>_ADVERTISE_URL  (http://127.0.0.1:<port of addr>) where peers reach this instance
 //	INSTANCE_ID              (the host name) this instance's name on the ring
 //	MIGRATE_ON_START         (true) apply pending migrations at start-up
@@ -23,6 +26,9 @@ import (
 //	MEMBERSHIP_TTL           (3s) how long a dead instance keeps its customers
 //	IDEMPOTENCY_RETENTION    (24h) how long a key's answer is replayed
 //	IDEMPOTENCY_LOCK_TIMEOUT (30s) how long before a silent holder's key is taken over
+//	TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE (empty: plain connections) this instance's
+//	                         identity (internal/identity): its certificate, key and the CA it trusts;
+//	                         with them, NATS connections use mutual TLS and NATS knows the instance
 //
 // Errors are recorded in env, to be reported with the service's own.
 func ReadConfig(env *envconfig.Reader, service, addr string) Config {
@@ -40,6 +46,20 @@ func ReadConfig(env *envconfig.Reader, service, addr string) Config {
 			Retention:   env.Duration("IDEMPOTENCY_RETENTION", idempotency.DefaultRetention),
 			LockTimeout: env.Duration("IDEMPOTENCY_LOCK_TIMEOUT", idempotency.DefaultLockTimeout),
 		},
+	}
+	if pw := env.String(prefix+"_DATABASE_PASSWORD", ""); pw != "" && c.DatabaseURL != "" {
+		dsn, err := identity.WithPassword(c.DatabaseURL, pw)
+		if err != nil {
+			env.Fail(fmt.Errorf("%s_DATABASE_URL: %w", prefix, err))
+		}
+		c.DatabaseURL = dsn
+	}
+	files, tlsOn, err := identity.FilesFromEnv(func(k string) string { return env.String(k, "") })
+	if err != nil {
+		env.Fail(err)
+	}
+	if tlsOn {
+		c.TLS = &files
 	}
 	if len(c.CoordinatorURLs) == 0 {
 		env.Required("COORDINATOR_URLS")

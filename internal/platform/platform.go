@@ -28,6 +28,7 @@ import (
 	"github.com/payonce/payonce/internal/eventbus"
 	"github.com/payonce/payonce/internal/failpoint"
 	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/membership"
 	"github.com/payonce/payonce/internal/outbox"
@@ -51,6 +52,9 @@ type Config struct {
 	CoordinatorURLs []string
 	MembershipTTL   time.Duration
 	Idempotency     idempotency.Config
+	// TLS is this instance's identity; nil leaves internal connections
+	// plain (the tests of code that is not about identity).
+	TLS *identity.Files
 	// Getenv reads OTEL_*, LOG_* and PAYONCE_FAILPOINTS; Stdout receives logs.
 	Getenv func(string) string
 	Stdout io.Writer
@@ -116,14 +120,14 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	cfg.Idempotency.Logger = p.Logger
 	p.Idempotency = idempotency.NewStore(p.Pool, cfg.Idempotency)
 
-	if p.NATS, err = nats.Connect(cfg.NATSURL, nats.Name(cfg.Service+" "+cfg.InstanceID), nats.MaxReconnects(-1)); err != nil {
-		return nil, fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
+	if p.NATS, err = connectNATS(cfg); err != nil {
+		return nil, err
 	}
 	p.closers = append(p.closers, p.NATS.Close)
 	if p.JetStream, err = jetstream.New(p.NATS); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := eventbus.EnsureStreams(ctx, p.JetStream); err != nil {
+	if err := eventbus.EnsureStreamsAs(ctx, p.JetStream, cfg.Service); err != nil {
 		return nil, err
 	}
 	p.Relay = outbox.NewRelay(outbox.Relay{

@@ -54,6 +54,9 @@ type app struct {
 	// failBefore answers 500 before any phase; failAfter answers 500 after
 	// phase 1 (a side effect is recorded).
 	failBefore, failAfter atomic.Bool
+	// rejectAfter answers 409 after phase 1: a refusal once something
+	// was recorded.
+	rejectAfter atomic.Bool
 	// afterBank, when set, runs between the bank call and phase 2; tests
 	// block in it to hold a request in flight or to "kill" its holder.
 	afterBank atomic.Pointer[func(*Key)]
@@ -100,6 +103,9 @@ func newApp(t *testing.T, cfg Config, opts Options) *app {
 		UNIQUE (scope, idem_key))`)
 	if opts.Scope == nil {
 		opts.Scope = bearerScope
+	}
+	if opts.ErrorWriter == nil {
+		opts.ErrorWriter = httpkit.ErrorEncoder // the application's own problem documents
 	}
 	opts.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(a.spans))
 	opts.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(a.metrics))
@@ -169,6 +175,10 @@ func (a *app) createCharge(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.failAfter.Load() {
 		fail(errors.New("injected failure after a side effect"))
+		return
+	}
+	if a.rejectAfter.Load() {
+		fail(errs.E(errs.Conflict, "refused after the charge was recorded"))
 		return
 	}
 	if key.RecoveryPoint() == "recorded" {

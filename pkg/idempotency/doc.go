@@ -19,7 +19,7 @@
 //
 // Keys are scoped to the authenticated caller (Options.Scope), so two
 // callers who pick the same key never see each other's data. Each key is
-// bound to a fingerprint of the request (method, route, query and the body
+// bound to a fingerprint of the request (method, concrete path, query and the body
 // in canonical JSON form, FingerprintOf), so a key reused for a different
 // request is refused with 422 instead of replaying an answer to another
 // question. A request arriving while the first with its key is still

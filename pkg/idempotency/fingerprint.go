@@ -15,15 +15,15 @@ import (
 // question the client did not ask.
 type Fingerprint [sha256.Size]byte
 
-// FingerprintOf hashes the method, the route pattern (not the raw path, so
-// the fingerprint does not depend on how a client spells the URL, while
-// query parameters still count), the query and the body. A body that is
+// FingerprintOf hashes the method, the concrete target path (with its
+// parameter values: /v1/orders/A/cancel and /v1/orders/B/cancel are two
+// requests), the query and the body. A body that is
 // JSON is hashed in canonical form: object keys sorted, insignificant
 // whitespace removed, strings re-escaped one way. So a client library that
 // reorders keys on a retry still matches, while any changed value, even
 // 100 versus 100.0, does not. A body that is not valid JSON (or not valid
 // UTF-8) is hashed byte for byte.
-func FingerprintOf(method, route string, query url.Values, body []byte) Fingerprint {
+func FingerprintOf(method, path string, query url.Values, body []byte) Fingerprint {
 	h := sha256.New()
 	field := func(kind byte, b []byte) {
 		var n [9]byte
@@ -32,11 +32,12 @@ func FingerprintOf(method, route string, query url.Values, body []byte) Fingerpr
 		h.Write(n[:])
 		h.Write(b)
 	}
-	// Length-prefixed fields: no choice of method, route or body can make
-	// two different requests hash the same bytes.
-	field('v', []byte("payonce-idempotency-v1"))
+	// Length-prefixed fields: no choice of method, path or body can make
+	// two different requests hash the same bytes. v2: the path is the
+	// concrete one (v1 hashed the route pattern).
+	field('v', []byte("payonce-idempotency-v2"))
 	field('m', []byte(method))
-	field('r', []byte(route))
+	field('p', []byte(path))
 	field('q', []byte(query.Encode())) // Encode sorts by key
 	if canon, err := CanonicalJSON(body); err == nil {
 		field('j', canon)

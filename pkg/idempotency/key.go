@@ -204,6 +204,25 @@ func (k *Key) Release(ctx context.Context) error {
 	return nil
 }
 
+// forgetIfUnstarted deletes the key if no phase has committed, and reports
+// whether it did: the request changed nothing, so its refusal is not stored
+// and a corrected retry with the same key runs. A key past its first phase
+// is left alone (its answer is then stored like any final one).
+func (k *Key) forgetIfUnstarted(ctx context.Context) (bool, error) {
+	tag, err := k.store.pool.Exec(ctx, `
+		DELETE FROM idempotency_keys
+		 WHERE scope = $1 AND key = $2 AND holder = $3 AND recovery_point = 'started'`,
+		k.scope, k.value, k.holder)
+	if err != nil {
+		return false, fmt.Errorf("forget unstarted key: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		k.done = true
+		return true, nil
+	}
+	return false, nil
+}
+
 // Tx runs fn in one transaction on pool. When ctx carries a Key (the
 // request came through the middleware), the transaction is the key's next
 // Phase, ending at point: the service's writes and the key's progress then

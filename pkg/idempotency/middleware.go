@@ -12,9 +12,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/payonce/payonce/internal/errs"
-	"github.com/payonce/payonce/internal/httpkit"
 )
 
 // DefaultReplayHeaders are the response headers stored and replayed when
@@ -26,10 +23,14 @@ var DefaultReplayHeaders = []string{"Content-Type", "Location"}
 // Options configure the middleware.
 type Options struct {
 	// Scope names the authenticated caller of r; keys are unique per
-	// scope. An error answers 401 (or the error's own kind, if it is an
-	// *errs.Error). Required: an unscoped key would let one caller read
-	// another's responses by guessing keys.
+	// scope. An error answers 401 (a *Problem wrapping it). Required: an
+	// unscoped key would let one caller read another's responses by
+	// guessing keys.
 	Scope func(r *http.Request) (string, error)
+	// ErrorWriter answers a refused request. Its errors are *Problem
+	// values (see Problem for adopting them into an application's own
+	// errors); nil means WriteProblem. It has go-kit's ErrorEncoder shape.
+	ErrorWriter func(ctx context.Context, err error, w http.ResponseWriter)
 	// ReplayHeaders lists the response headers stored with the response;
 	// nil means DefaultReplayHeaders.
 	ReplayHeaders []string
@@ -47,6 +48,7 @@ type Options struct {
 type Middleware struct {
 	store         *Store
 	scope         func(*http.Request) (string, error)
+	writeError    func(context.Context, error, http.ResponseWriter)
 	replayHeaders []string
 	waitInFlight  time.Duration
 	obs           observer
@@ -63,6 +65,9 @@ func NewMiddleware(store *Store, opts Options) (*Middleware, error) {
 	if opts.ReplayHeaders == nil {
 		opts.ReplayHeaders = DefaultReplayHeaders
 	}
+	if opts.ErrorWriter == nil {
+		opts.ErrorWriter = WriteProblem
+	}
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = otel.GetTracerProvider()
 	}
@@ -73,12 +78,11 @@ func NewMiddleware(store *Store, opts Options) (*Middleware, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Middleware{store: store, scope: opts.Scope, replayHeaders: opts.ReplayHeaders,
+	return &Middleware{store: store, scope: opts.Scope, writeError: opts.ErrorWriter, replayHeaders: opts.ReplayHeaders,
 		waitInFlight: opts.WaitInFlight, obs: obs}, nil
 }
 
-// Wrap returns next made idempotent. Mount it inside the route (so that
-// r.Pattern names the route in the fingerprint), for example
+// Wrap returns next made idempotent, for example
 //
 //	mux.Handle("POST /v1/payments", idem.Wrap(kithttp.NewServer(...)))
 //
@@ -99,14 +103,11 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	refuse := func(outcome string, err error) {
 		m.obs.refused(ctx, outcome)
-		httpkit.ErrorEncoder(ctx, err, w)
+		m.writeError(ctx, err, w)
 	}
 	scope, err := m.scope(r)
 	if err != nil {
-		if errs.As(err) == nil {
-			err = errs.Wrap(errs.Unauthorized, "the caller could not be identified", err)
-		}
-		refuse("unauthorized", err)
+		refuse("unauthorized", errUnauthorized(err))
 		return
 	}
 	key, present, err := ParseKey(r.Header)
@@ -125,23 +126,23 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			err = errs.Errorf(errs.TooLarge, "request body exceeds the limit of %d bytes", tooBig.Limit)
+			err = &Problem{Status: http.StatusRequestEntityTooLarge, Type: "too-large",
+				Detail: "request body exceeds the limit of " + strconv.FormatInt(tooBig.Limit, 10) + " bytes"}
 		} else {
-			err = errs.Wrap(errs.Invalid, "could not read request body", err)
+			err = &Problem{Status: http.StatusBadRequest, Type: "invalid", Detail: "could not read request body", Err: err}
 		}
 		refuse("unreadable", err)
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	route := r.Pattern
-	if route == "" {
-		route = r.URL.Path
-	}
-	fp := FingerprintOf(r.Method, route, r.URL.Query(), body)
+	// The concrete target, not the route pattern: cancelling order B with
+	// the key that cancelled order A is another request (422), not a
+	// replay of A's answer that leaves B untouched.
+	fp := FingerprintOf(r.Method, r.URL.EscapedPath(), r.URL.Query(), body)
 
 	a, err := m.begin(ctx, scope, key, fp)
 	if err != nil {
-		httpkit.ErrorEncoder(ctx, errs.Wrap(errs.Unavailable, "the idempotency store is unavailable; retry with the same key", err), w)
+		m.writeError(ctx, errUnavailable("the idempotency store is unavailable; retry with the same key", err), w)
 		return
 	}
 	if !a.ExpiresAt.IsZero() && a.Outcome != Expired {
@@ -149,11 +150,11 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	switch a.Outcome {
 	case Expired:
-		httpkit.ErrorEncoder(ctx, errExpired(), w)
+		m.writeError(ctx, errExpired(), w)
 	case Mismatch:
-		httpkit.ErrorEncoder(ctx, errReused(), w)
+		m.writeError(ctx, errReused(), w)
 	case InFlight:
-		httpkit.ErrorEncoder(ctx, errInFlight(1), w)
+		m.writeError(ctx, errInFlight(1), w)
 	case Replayed:
 		replay(w, a.Response)
 	case Claimed, Resumed:
@@ -208,6 +209,22 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	finished = true
 
 	status := rec.statusOrOK()
+	if status >= 400 && status < 500 && isFinal(status) {
+		// A refusal before any phase committed (a bad content type, a
+		// failed validation, a 404) changed nothing: it is not the outcome
+		// of the intent, so the key is freed and the corrected retry runs
+		// (Stripe saves no result when validation fails). Whether a phase
+		// committed is the database's to say.
+		forgotten, err := key.forgetIfUnstarted(ctx)
+		if err != nil {
+			m.obs.failed(ctx, err)
+		}
+		if forgotten {
+			m.obs.completed(ctx, "released", key)
+			rec.writeTo(w)
+			return
+		}
+	}
 	if !isFinal(status) {
 		// Not an answer to the intent: free the key for the retry, which
 		// starts afresh if no phase committed and rolls forward if one did.
@@ -229,12 +246,12 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	if err := key.Complete(ctx, stored); err != nil {
 		if errors.Is(err, ErrKeyLost) {
 			m.obs.completed(ctx, "lost", key)
-			httpkit.ErrorEncoder(ctx, err, w)
+			m.writeError(ctx, err, w)
 			return
 		}
 		m.obs.failed(ctx, err)
 		_ = key.Release(ctx)
-		httpkit.ErrorEncoder(ctx, errs.Wrap(errs.Unavailable, "the response could not be stored; retry with the same key", err), w)
+		m.writeError(ctx, errUnavailable("the response could not be stored; retry with the same key", err), w)
 		return
 	}
 	m.obs.completed(ctx, "stored", key)
@@ -242,9 +259,10 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 }
 
 // isFinal says whether a status is the answer to the client's intent and
-// is stored for replay. 2xx, 3xx and most 4xx are. 5xx are not: they mean
-// "we failed", not "this is the outcome". Nor are 408, 425 and 429, which
-// invite the client to retry the same request.
+// is stored for replay. 2xx, 3xx and most 4xx are (a 4xx only once a phase
+// committed; see run). 5xx are not: they mean "we failed", not "this is the
+// outcome". Nor are 408, 425 and 429, which invite the client to retry the
+// same request.
 func isFinal(status int) bool {
 	switch {
 	case status >= 500:

@@ -1,7 +1,9 @@
 package idempotency
 
 import (
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -262,3 +264,21 @@ type discard struct{}
 func (discard) Header() http.Header         { return http.Header{} }
 func (discard) Write(b []byte) (int, error) { return len(b), nil }
 func (discard) WriteHeader(int)             {}
+
+// TestDefaultProblemWriter: without an application encoder the middleware
+// still answers RFC 9457 problem+json with the problem's status, type and
+// Retry-After, and an unknown error as a 500 that does not leak its text.
+func TestDefaultProblemWriter(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteProblem(t.Context(), errInFlight(2), rec)
+	if rec.Code != http.StatusConflict || rec.Header().Get("Retry-After") != "2" ||
+		rec.Header().Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(rec.Body.String(), `"type":"`+TypeKeyInFlight+`"`) {
+		t.Fatalf("%d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	WriteProblem(t.Context(), errors.New("secret internals"), rec)
+	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "secret") {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+}

@@ -188,16 +188,44 @@ func TestServerErrorAfterSideEffect(t *testing.T) {
 	}
 }
 
-// TestClientErrorIsStored: a 4xx is the answer to the request and is
-// replayed, not executed again.
-func TestClientErrorIsStored(t *testing.T) {
+// TestClientErrorBeforeAPhaseIsNotStored: a 4xx produced before any phase
+// committed (here a validation failure) changed nothing, so it is not
+// stored: the same bad request runs again (no replay), and the corrected
+// request with the same key runs and is stored.
+func TestClientErrorBeforeAPhaseIsNotStored(t *testing.T) {
 	a := newApp(t, Config{}, Options{})
 	bad := `{"amount": 0, "currency": "EUR"}`
 	first := a.post("alice", "k", bad)
 	second := a.post("alice", "k", bad)
-	if first.status != http.StatusBadRequest || second.status != http.StatusBadRequest ||
+	if first.status != http.StatusBadRequest || second.status != http.StatusBadRequest || second.header.Get(ReplayedHeader) != "" {
+		t.Fatalf("first %d %s, second %d replayed=%q %s", first.status, first.body, second.status, second.header.Get(ReplayedHeader), second.body)
+	}
+	if n := a.count(`SELECT count(*) FROM idempotency_keys`); n != 0 {
+		t.Fatalf("%d key rows after refusals that changed nothing", n)
+	}
+	fixed := a.post("alice", "k", chargeBody)
+	if fixed.status != http.StatusCreated || fixed.header.Get(ReplayedHeader) != "" {
+		t.Fatalf("corrected retry: %d %s", fixed.status, fixed.body)
+	}
+	if r := a.post("alice", "k", chargeBody); r.header.Get(ReplayedHeader) != "true" || r.body != fixed.body {
+		t.Fatalf("the corrected answer is not stored: %d %s", r.status, r.body)
+	}
+}
+
+// TestClientErrorAfterAPhaseIsStored: a 4xx once a phase committed is the
+// outcome of the intent (something was recorded), so it is stored and
+// replayed like a 2xx.
+func TestClientErrorAfterAPhaseIsStored(t *testing.T) {
+	a := newApp(t, Config{}, Options{})
+	a.rejectAfter.Store(true)
+	first := a.post("alice", "k", chargeBody)
+	second := a.post("alice", "k", chargeBody)
+	if first.status != http.StatusConflict || second.status != http.StatusConflict ||
 		second.body != first.body || second.header.Get(ReplayedHeader) != "true" {
 		t.Fatalf("first %d %s, second %d %s", first.status, first.body, second.status, second.body)
+	}
+	if got := a.phase1Commits.Load(); got != 1 {
+		t.Fatalf("phase 1 committed %d times, want 1", got)
 	}
 }
 

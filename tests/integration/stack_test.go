@@ -359,6 +359,16 @@ func call(method, url, apiKey, idemKey string, body any) apiResponse {
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
 	}
+	return do(req)
+}
+
+// newRequest is http.NewRequest, named for the helpers beside call.
+func newRequest(method, url string, body io.Reader) (*http.Request, error) {
+	return http.NewRequest(method, url, body)
+}
+
+// do sends req and reads the whole answer.
+func do(req *http.Request) apiResponse {
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A small stand-in for the official postgres image's entrypoint, honouring
 # the part of its interface payonce uses: POSTGRES_USER (default postgres),
-# POSTGRES_PASSWORD (required), POSTGRES_DB (default: the user), PGDATA, and
+# POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (required), POSTGRES_DB (default: the user), PGDATA, and
 # /docker-entrypoint-initdb.d/*.sql and *.sh, run once on an empty PGDATA.
 set -Eeuo pipefail
 
@@ -26,6 +26,9 @@ fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	: "${POSTGRES_USER:=postgres}"
 	: "${POSTGRES_DB:=$POSTGRES_USER}"
+	if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+		POSTGRES_PASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"
+	fi
 	if [ -z "${POSTGRES_PASSWORD:-}" ]; then
 		echo >&2 'error: POSTGRES_PASSWORD is not set (this image has no trust mode)'
 		exit 1

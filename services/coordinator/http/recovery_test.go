@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	coordhttp "github.com/payonce/payonce/services/coordinator/http"
 	"github.com/payonce/payonce/services/coordinator/coordinatortest"
+	coordhttp "github.com/payonce/payonce/services/coordinator/http"
 )
 
 // TestLostDiskRecoveryThroughTheAdminAPI follows docs/raft.md's recovery

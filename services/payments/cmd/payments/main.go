@@ -81,6 +81,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	idem, err := idempotency.NewMiddleware(p.Idempotency, idempotency.Options{
 		Scope:          apikey.Scope,
+		ErrorWriter:    httpkit.ErrorEncoder,
 		TracerProvider: p.Telemetry.TracerProvider,
 		MeterProvider:  p.Telemetry.MeterProvider,
 	})
