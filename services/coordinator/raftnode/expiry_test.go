@@ -22,8 +22,8 @@ import (
 // the lease must also never end before its TTL.
 func TestCrashedHolderDuringFailoverExpiresWithinTTLPlusElectionPlusTick(t *testing.T) {
 	const (
-		ttl   = 4 * time.Second
-		idle  = 3200 * time.Millisecond // the gap the old code lost at the failover
+		ttl  = 4 * time.Second
+		idle = 3200 * time.Millisecond // the gap the old code lost at the failover
 		// The test's own scheduling on a loaded 2-core host, and a
 		// spontaneous election during the idle stretch, which the old
 		// code's lateness (the 3.2 s idle gap) still exceeds.
