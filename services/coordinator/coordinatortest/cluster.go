@@ -39,6 +39,14 @@ type Cluster struct {
 	servers []*http.Server
 	cancels cancelGate
 	wiped   map[int]bool
+	tune    func(*raftnode.Config)
+}
+
+// Options adjusts a test cluster.
+type Options struct {
+	// Tune, if set, changes each node's configuration before it starts
+	// (snapshot thresholds, trailing logs, timeouts).
+	Tune func(*raftnode.Config)
 }
 
 // cancelGate holds the cancel-wait proposals of every node while closed.
@@ -106,7 +114,13 @@ func (h *CancelHold) Release() {
 // Start starts size nodes and waits for a leader. They stop when the test ends.
 func Start(t testing.TB, size int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, nodes: make([]*raftnode.Node, size), servers: make([]*http.Server, size), wiped: map[int]bool{}}
+	return StartWith(t, size, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, size int, opts Options) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, nodes: make([]*raftnode.Node, size), servers: make([]*http.Server, size), wiped: map[int]bool{}, tune: opts.Tune}
 	base := t.TempDir()
 	for i := range size {
 		c.peers = append(c.peers, raftnode.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: freeAddr(t)})
@@ -171,12 +185,16 @@ func (c *Cluster) Restart(i int) {
 	// A port just released by Kill may take a moment to bind again.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		node, err = raftnode.Open(raftnode.Config{
+		cfg := raftnode.Config{
 			ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: os.Getenv(LogStoreEnv), Peers: c.peers, Bootstrap: !wiped,
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 			TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,
-		})
+		}
+		if c.tune != nil {
+			c.tune(&cfg)
+		}
+		node, err = raftnode.Open(cfg)
 		if err == nil {
 			if ln, err = net.Listen("tcp", c.httpAddrs[i]); err == nil {
 				break
