@@ -160,19 +160,33 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		return err
 	}
 
-	fmt.Fprintln(s.out, "devstack: starting NATS with JetStream")
+	// Three nodes, so payonce's streams are replicated (R3) as in
+	// production: an acknowledged event survives the loss of any one node.
+	fmt.Fprintln(s.out, "devstack: starting a 3-node NATS JetStream cluster")
 	// Every party gets a certificate from a CA made for this run; NATS
 	// admits only those, each with its service's permissions.
 	pki, err := s.issueCertificates(cfg)
 	if err != nil {
 		return err
 	}
-	nats, err := localnats.Start(localnats.Options{Port: cfg.NATSPort, StoreDir: filepath.Join(s.tempDir, "jetstream"), Security: pki.natsSecurity()})
+	var natsPorts []int
+	if cfg.NATSPort != 0 {
+		natsPorts = []int{cfg.NATSPort, cfg.NATSPort + 1, cfg.NATSPort + 2}
+	}
+	nats, err := localnats.StartCluster(localnats.ClusterOptions{Ports: natsPorts, Dir: filepath.Join(s.tempDir, "jetstream"),
+		Node: localnats.Options{Security: pki.natsSecurity()}})
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
 	s.onStop(func() error { nats.Shutdown(); return nil })
-	s.urls = append(s.urls, namedURL{"nats", nats.URL()})
+	// One line per node; a client given any of them learns the others.
+	for i, n := range nats.Nodes {
+		name := "nats"
+		if i > 0 {
+			name = fmt.Sprintf("nats-%d", i+1)
+		}
+		s.urls = append(s.urls, namedURL{name, n.URL()})
+	}
 
 	fmt.Fprintln(s.out, "devstack: starting 3 coordinators (Raft)")
 	coordURLs, err := s.startCoordinators(ctx, cfg, bins["coordinator"], common)
@@ -195,6 +209,12 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	if err != nil {
 		return err
 	}
+	// Orders' key at payments: its reconciliation sweeper reads the
+	// payment of an order left pending.
+	ordersKey, err := randomKey()
+	if err != nil {
+		return err
+	}
 	// The services' shared secret (event seals, forwarding signatures,
 	// cursors): random per run, like the peer key.
 	internalSecret, err := randomKey()
@@ -212,7 +232,7 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		{"payments", cfg.PaymentsPorts, []string{
 			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
 			"PAYMENTS_DATABASE_PASSWORD_FILE=" + passwordFiles["payments"],
-			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey,
+			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey + ",orders:" + ordersKey,
 			"PAYMENTS_PEER_API_KEY=" + peerKey,
 			"BANK_URL=" + bankURL,
 			"INTERNAL_SECRET=" + internalSecret,
@@ -222,6 +242,8 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 			"ORDERS_DATABASE_PASSWORD_FILE=" + passwordFiles["orders"],
 			"ORDERS_API_KEYS=" + callers,
 			"INTERNAL_SECRET=" + internalSecret,
+			fmt.Sprintf("ORDERS_PAYMENTS_URL=http://127.0.0.1:%d", cfg.PaymentsPorts[0]),
+			"ORDERS_PAYMENTS_API_KEY=" + ordersKey,
 		}},
 	}
 	for _, g := range groups {

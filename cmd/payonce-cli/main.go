@@ -4,9 +4,12 @@
 //	payonce-cli demo                      # every scenario below, in order
 //	payonce-cli order <customer> [key]    # create an order (and wait until it is paid)
 //	payonce-cli fault lose|fail|clear     # set the bank simulator's faults
+//	payonce-cli deadletters list          # messages consumers gave up on, with the reason
+//	payonce-cli deadletters show <seq>    # one of them: headers and body
+//	payonce-cli deadletters replay <seq>  # re-publish it, once its cause is fixed
 //
 // Flags or env: -orders (PAYONCE_ORDERS_URL), -payments (PAYONCE_PAYMENTS_URL),
-// -bank (PAYONCE_BANK_URL), -key (PAYONCE_API_KEY).
+// -bank (PAYONCE_BANK_URL), -key (PAYONCE_API_KEY), -nats (NATS_URL).
 package main
 
 import (
@@ -54,6 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&c.payments, "payments", def("PAYONCE_PAYMENTS_URL", "http://127.0.0.1:8090"), "payments base URL")
 	fs.StringVar(&c.bank, "bank", def("PAYONCE_BANK_URL", "http://127.0.0.1:8099"), "bank simulator base URL")
 	fs.StringVar(&c.key, "key", def("PAYONCE_API_KEY", "payonce-demo-key-1"), "API key")
+	natsURL := fs.String("nats", def("NATS_URL", "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"), "NATS server URLs")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -83,8 +87,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return errors.New("usage: payonce-cli fault lose|fail|clear")
 		}
 		return c.fault(ctx, rest[1])
+	case "deadletters":
+		return c.deadletters(ctx, *natsURL, rest[1:])
 	default:
-		return fmt.Errorf("unknown command %q (want demo, order or fault)", rest[0])
+		return fmt.Errorf("unknown command %q (want demo, order, fault or deadletters)", rest[0])
 	}
 }
 

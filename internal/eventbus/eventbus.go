@@ -100,18 +100,42 @@ func StreamsFor(replicas int) []jetstream.StreamConfig {
 // EnsureStreams creates or updates every stream: with ClusterReplicas
 // replicas when the connected server belongs to a cluster, one otherwise.
 // The choice follows the deployment, so the same binary runs against the
-// one-node test server and the 3-node cluster of compose and make dev.
+// one-node test server and the 3-node cluster of make dev.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	replicas := 1
 	if nc := js.Conn(); nc != nil && nc.ConnectedClusterName() != "" {
 		replicas = ClusterReplicas
 	}
 	for _, cfg := range StreamsFor(replicas) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		if err := ensureStream(ctx, js, cfg); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// ensureStream creates or updates one stream, retrying for up to a minute:
+// a replicated stream needs its Raft group elected, which on a busy
+// machine can outlast one API request's timeout, and instances starting
+// together race to create it ("already in use" is then retried as an update).
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 15*time.Second)
+		_, err := js.CreateOrUpdateStream(attempt, cfg)
+		cancelAttempt()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // StreamOf returns the stream holding subject: its first token, upper-cased

@@ -5,7 +5,8 @@
 // (PAYONCE_FAILPOINTS="payments.after_authorizing"); when execution reaches
 // an enabled point, the process sends itself SIGKILL: no deferred calls, no
 // graceful shutdown, exactly what a crash or an OOM kill does. With no
-// failpoint enabled, Hit is one atomic load.
+// failpoint enabled, Hit is one atomic load. A point checked with Once
+// instead makes the process misbehave once (no crash) and disarms.
 package failpoint
 
 import (
@@ -46,4 +47,20 @@ func Hit(point string) {
 		_ = syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
 		select {} // SIGKILL is not delivered synchronously; never go on.
 	}
+}
+
+// Once reports whether point is armed, and disarms it: for failpoints that
+// do not crash but make the process misbehave once at that point (drop an
+// event it should publish, say), so a test can show what heals it.
+func Once(point string) bool {
+	if !enabled.Load() {
+		return false
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !points[point] {
+		return false
+	}
+	delete(points, point)
+	return true
 }

@@ -3,18 +3,23 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/payonce/payonce/internal/eventbus"
+	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/outbox"
 	"github.com/payonce/payonce/internal/testenv"
 	"github.com/payonce/payonce/migrations"
@@ -119,5 +124,177 @@ func TestRelayCrashAfterPublishDoesNotDuplicate(t *testing.T) {
 	}
 	if publishes != 6 {
 		t.Fatalf("%d publish spans, want 6 (3 before the crash, 3 after)", publishes)
+	}
+}
+
+func relayEnv(t *testing.T, ctx context.Context) (*pgxpool.Pool, jetstream.JetStream, *outbox.Relay) {
+	t.Helper()
+	pool, dbURL := testenv.NewPool(t)
+	if _, err := migrations.Up(ctx, dbURL, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(testenv.NATS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if err := eventbus.EnsureStreams(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	tracer := noop.NewTracerProvider().Tracer("t")
+	prop := propagation.TraceContext{}
+	relay := outbox.NewRelay(outbox.Relay{
+		Pool: pool, Publisher: eventbus.Publisher{JS: js, Tracer: tracer, Propagator: prop}, Propagator: prop, Tracer: tracer,
+	})
+	return pool, js, relay
+}
+
+func writeRows(t *testing.T, ctx context.Context, pool *pgxpool.Pool, subjects ...string) []string {
+	t.Helper()
+	var ids []string
+	for _, subject := range subjects {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := uuid.NewString()
+		if err := outbox.Write(ctx, tx, propagation.TraceContext{}, subject, id, map[string]string{"id": id}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// TestUnpublishableRowIsParkedNotBlocking: the oldest row can never be
+// published (no stream holds its subject); it is parked with the reason,
+// and the rows behind it go out in the same run. No transaction is open
+// while the relay publishes.
+func TestUnpublishableRowIsParkedNotBlocking(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, js, relay := relayEnv(t, ctx)
+	ids := writeRows(t, ctx, pool, "inventory.reserved", "orders.created", "orders.created")
+	relay.AfterPublish = func([]string) error {
+		var open int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open)
+		if err != nil || open != 0 {
+			return fmt.Errorf("%d transactions open while publishing (%v)", open, err)
+		}
+		return nil
+	}
+	n, err := relay.RelayOnce(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("RelayOnce = %d, %v; want the 2 rows behind the bad one", n, err)
+	}
+	var reason string
+	if err := pool.QueryRow(ctx, `SELECT park_reason FROM outbox WHERE id = $1 AND parked_at IS NOT NULL AND published_at IS NULL`, ids[0]).Scan(&reason); err != nil {
+		t.Fatalf("bad row not parked: %v", err)
+	}
+	if !strings.Contains(reason, "inventory.reserved") {
+		t.Fatalf("park reason %q does not say why", reason)
+	}
+	stream, _ := js.Stream(ctx, "ORDERS")
+	if info, _ := stream.Info(ctx); info.State.Msgs != 2 {
+		t.Fatalf("stream holds %d messages, want 2", info.State.Msgs)
+	}
+	if n, err := relay.RelayOnce(ctx); n != 0 || err != nil {
+		t.Fatalf("next run = %d, %v; want nothing (the parked row is not retried)", n, err)
+	}
+}
+
+// TestRelayDuringNATSOutageMarksNothing: while JetStream does not answer,
+// no row is counted published (only the stream's ack counts), and every
+// row goes out once it is back.
+func TestRelayDuringNATSOutageMarksNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, dbURL := testenv.NewPool(t)
+	if _, err := migrations.Up(ctx, dbURL, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := eventbus.EnsureStreams(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	tracer := noop.NewTracerProvider().Tracer("t")
+	prop := propagation.TraceContext{}
+	relay := outbox.NewRelay(outbox.Relay{Pool: pool, Publisher: eventbus.Publisher{JS: js, Tracer: tracer, Propagator: prop}, Propagator: prop, Tracer: tracer})
+	writeRows(t, ctx, pool, "orders.created", "orders.created", "orders.created")
+	srv.Kill()
+	pubCtx, pubCancel := context.WithTimeout(ctx, 2*time.Second)
+	if n, err := relay.RelayOnce(pubCtx); err == nil || n != 0 {
+		t.Fatalf("RelayOnce with NATS down = %d, %v; want an error and nothing published", n, err)
+	}
+	pubCancel()
+	var unpublished, parked int
+	_ = pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE published_at IS NULL), count(*) FILTER (WHERE parked_at IS NOT NULL) FROM outbox`).Scan(&unpublished, &parked)
+	if unpublished != 3 || parked != 0 {
+		t.Fatalf("%d unpublished, %d parked after the outage; want 3 and 0", unpublished, parked)
+	}
+	if err := srv.Restart(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for total < 3 && time.Now().Before(deadline) {
+		n, _ := relay.RelayOnce(ctx)
+		total += n
+	}
+	if total != 3 {
+		t.Fatalf("published %d after NATS came back, want 3", total)
+	}
+}
+
+// TestPruneKeepsWhatARedeliveryNeeds: published outbox rows go after their
+// retention; inbox ids stay for InboxRetention (longer than any
+// redelivery or replay can arrive), then go; unpublished and parked rows
+// are never pruned.
+func TestPruneKeepsWhatARedeliveryNeeds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, _, relay := relayEnv(t, ctx)
+	if outbox.InboxRetention < 2*eventbus.MaxAge {
+		t.Fatalf("InboxRetention %v is shorter than a message can still arrive (2 x MaxAge)", outbox.InboxRetention)
+	}
+	ids := writeRows(t, ctx, pool, "orders.created", "orders.created", "orders.created", "orders.created")
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`UPDATE outbox SET published_at = now() - interval '8 days' WHERE id = $1`, ids[0])                  // old: pruned
+	exec(`UPDATE outbox SET published_at = now() - interval '1 day' WHERE id = $1`, ids[1])                   // recent: kept
+	exec(`UPDATE outbox SET parked_at = now() - interval '30 days', park_reason = 'x' WHERE id = $1`, ids[2]) // parked: kept
+	exec(`INSERT INTO inbox (consumer, message_id, subject, received_at) VALUES
+		('c', 'old', 's', now() - interval '16 days'), ('c', 'within', 's', now() - interval '14 days')`)
+	o, i, err := relay.Prune(ctx)
+	if err != nil || o != 1 || i != 1 {
+		t.Fatalf("Prune = %d outbox, %d inbox, %v; want 1 and 1", o, i, err)
+	}
+	var left int
+	_ = pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&left)
+	if left != 3 {
+		t.Fatalf("%d outbox rows left, want 3 (recent, parked, unpublished)", left)
+	}
+	var kept string
+	if err := pool.QueryRow(ctx, `SELECT message_id FROM inbox`).Scan(&kept); err != nil || kept != "within" {
+		t.Fatalf("inbox kept %q, %v; want the id still within retention", kept, err)
 	}
 }

@@ -209,11 +209,13 @@ func (b *bankSim) setFaults(t *testing.T, faults map[string]any) {
 }
 
 const (
-	testAPIKey   = "test-shop-key-0123456789"
-	otherAPIKey  = "other-shop-key-9876543210"
-	peerAPIKey   = "payments-peer-key-0123456789"
-	paymentsKeys = "shop:" + testAPIKey + ",other:" + otherAPIKey + ",peer:" + peerAPIKey
-	ordersKeys   = "shop:" + testAPIKey + ",other:" + otherAPIKey
+	testAPIKey  = "test-shop-key-0123456789"
+	otherAPIKey = "other-shop-key-9876543210"
+	peerAPIKey  = "payments-peer-key-0123456789"
+	// ordersAtPaymentsKey is orders' key at payments (the reconciliation sweeper's reads).
+	ordersAtPaymentsKey = "orders-at-payments-key-0123456789"
+	paymentsKeys        = "shop:" + testAPIKey + ",other:" + otherAPIKey + ",peer:" + peerAPIKey + ",orders:" + ordersAtPaymentsKey
+	ordersKeys          = "shop:" + testAPIKey + ",other:" + otherAPIKey
 	// testInternalSecret is the services' INTERNAL_SECRET in these tests;
 	// a test that plays a payonce service seals its events with testSeal.
 	testInternalSecret = "test-internal-secret-0123456789"

@@ -19,6 +19,16 @@ type config struct {
 	APIKeys string
 	// SHUTDOWN_GRACE (10s): time in-flight requests get on SIGTERM.
 	ShutdownGrace time.Duration
+	// ORDERS_PAYMENTS_URL (none): the payments API the reconciliation
+	// sweeper asks about orders left pending; empty turns the sweeper off.
+	PaymentsURL string
+	// ORDERS_PAYMENTS_API_KEY (none): orders' key at payments.
+	PaymentsAPIKey string
+	// ORDERS_RECONCILE_AFTER (2m): how long an order may stay
+	// pending_payment before the sweeper looks into it (and between looks).
+	ReconcileAfter time.Duration
+	// ORDERS_RECONCILE_INTERVAL (10s): how often the sweeper runs.
+	ReconcileInterval time.Duration
 	// INTERNAL_SECRET (DevInternalSecret): the secret orders and payments
 	// share, from which the event seal, the forwarding signature and the
 	// cursor key are derived. The default is public: set your own.
@@ -32,6 +42,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		APIKeys:        env.Required("ORDERS_API_KEYS"),
 		InternalSecret: env.String("INTERNAL_SECRET", apikey.DevInternalSecret),
 		ShutdownGrace:  env.Duration("SHUTDOWN_GRACE", 10*time.Second),
+
+		PaymentsURL:       env.String("ORDERS_PAYMENTS_URL", ""),
+		PaymentsAPIKey:    env.String("ORDERS_PAYMENTS_API_KEY", ""),
+		ReconcileAfter:    env.Duration("ORDERS_RECONCILE_AFTER", 2*time.Minute),
+		ReconcileInterval: env.Duration("ORDERS_RECONCILE_INTERVAL", 10*time.Second),
 	}
 	c.Config = platform.ReadConfig(env, "orders", c.Addr)
 	return c, env.Err()

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/events"
@@ -88,5 +89,22 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return p.Consumer("PAYMENTS", ordersnats.DurableName, ordersnats.Subjects...).
 			Run(ctx, p.JetStream, ordersnats.OutcomeConsumer{Service: svc, Refusals: refusals}.Handle)
 	})
+	if cfg.PaymentsURL != "" {
+		sweeper := &orders.Sweeper{
+			Store:   store,
+			Service: svc,
+			Payments: ordershttp.PaymentsClient{BaseURL: cfg.PaymentsURL, APIKey: cfg.PaymentsAPIKey,
+				Client: &http.Client{Timeout: 10 * time.Second, Transport: p.PeerTransport}},
+			OlderThan: cfg.ReconcileAfter,
+			Interval:  cfg.ReconcileInterval,
+			Seal:      seal,
+			Tracer:    p.Tracer,
+			Meter:     p.Meter,
+			Logger:    p.Logger,
+		}
+		g.Go("reconciliation sweeper", sweeper.Run)
+	} else {
+		p.Logger.WarnContext(ctx, "ORDERS_PAYMENTS_URL is not set: orders left pending by a lost event are not reconciled")
+	}
 	return g.Wait()
 }

@@ -91,6 +91,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	internal := apikey.Only(peerCaller, paymentshttp.PayOrderHandler(
 		paymentshttp.MakePayOrderEndpoint(svc, p.Endpoint("pay_order")), httpkit.ServerOptions(p.Logger)...))
 	api := paymentshttp.NewHandler(paymentshttp.MakeEndpoints(svc, p.Endpoint), keys, idem, internal, p.Logger)
+	// The orders reconciliation sweeper's read of an order's payment.
+	routes := http.NewServeMux()
+	routes.Handle("GET "+paymentshttp.OrderPaymentPath, paymentshttp.OrderPaymentHandler(
+		payments.OrderPayments{Store: store}, keys, httpkit.ServerOptions(p.Logger)...))
+	routes.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -100,7 +105,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	g := lifecycle.NewGroup(ctx)
 	p.Go(g)
 	g.Go("http", func(ctx context.Context) error {
-		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(api)}, ln, cfg.ShutdownGrace)
+		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(routes)}, ln, cfg.ShutdownGrace)
 	})
 	g.Go("orders.created consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.DurableName, "orders.created").
