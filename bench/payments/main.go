@@ -156,6 +156,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"BANK_URL=" + bankURL,
 			"PAYMENTS_API_KEYS=bench:" + apiKey,
 			"PAYMENTS_PEER_API_KEY=" + apiKey,
+			"PAYONCE_DEV_MODE=true", // a throwaway stack with a readable key
 		}
 		if traced {
 			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+sinkSrv.URL, "OTEL_BSP_SCHEDULE_DELAY=100")

@@ -144,6 +144,8 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		"OTEL_BSP_SCHEDULE_DELAY=200",
 		"LOG_LEVEL=" + cfg.LogLevel,
 		"LOG_FORMAT=text",
+		// A laptop stack: the README's demo keys are accepted.
+		"PAYONCE_DEV_MODE=true",
 	}
 
 	fmt.Fprintln(s.out, "devstack: starting PostgreSQL")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/pkg/idempotency"
@@ -29,6 +30,10 @@ import (
 //	TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE (empty: plain connections) this instance's
 //	                         identity (internal/identity): its certificate, key and the CA it trusts;
 //	                         with them, NATS connections use mutual TLS and NATS knows the instance
+//	PAYONCE_DEV_MODE         (false) a laptop stack: accept the README's demo API keys and the default
+//	                         INTERNAL_SECRET. Without it the service refuses to start unless every key in
+//	                         <SERVICE>_API_KEYS and INTERNAL_SECRET are long and random (apikey.CheckStrong);
+//	                         make dev and the compose file set it
 //
 // Errors are recorded in env, to be reported with the service's own.
 func ReadConfig(env *envconfig.Reader, service, addr string) Config {
@@ -60,6 +65,19 @@ func ReadConfig(env *envconfig.Reader, service, addr string) Config {
 	}
 	if tlsOn {
 		c.TLS = &files
+	}
+	c.DevMode = env.Bool("PAYONCE_DEV_MODE", false)
+	if !c.DevMode {
+		// Checked here, where every service's shared settings are, so no
+		// service can forget it; the service reads the same variables.
+		if keys := env.String(prefix+"_API_KEYS", ""); keys != "" {
+			if err := apikey.CheckStrong(keys); err != nil {
+				env.Fail(fmt.Errorf("%s_API_KEYS: %w", prefix, err))
+			}
+		}
+		if err := apikey.CheckSecret("INTERNAL_SECRET", env.String("INTERNAL_SECRET", apikey.DevInternalSecret)); err != nil {
+			env.Fail(err)
+		}
 	}
 	if len(c.CoordinatorURLs) == 0 {
 		env.Required("COORDINATOR_URLS")

@@ -52,6 +52,9 @@ type Config struct {
 	CoordinatorURLs []string
 	MembershipTTL   time.Duration
 	Idempotency     idempotency.Config
+	// DevMode accepts demo API keys and the default internal secret
+	// (PAYONCE_DEV_MODE): a laptop stack, never a deployment.
+	DevMode bool
 	// TLS is this instance's identity; nil leaves internal connections
 	// plain (the tests of code that is not about identity).
 	TLS *identity.Files

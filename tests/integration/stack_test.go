@@ -263,6 +263,7 @@ func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsUR
 			"PAYMENTS_API_KEYS=" + paymentsKeys,
 			"PAYMENTS_PEER_API_KEY=" + peerAPIKey,
 			"INTERNAL_SECRET=" + testInternalSecret,
+			"PAYONCE_DEV_MODE=true", // the test keys are short and readable
 			"MEMBERSHIP_TTL=1500ms",
 			"PAYMENTS_LOCK_TTL=3s",
 			"PAYMENTS_RECOVERY_INTERVAL=200ms",
@@ -287,6 +288,7 @@ func newOrdersService(t *testing.T, coord *coordinators, natsURL string, extraEn
 			"COORDINATOR_URLS=" + strings.Join(coord.urls, ","),
 			"ORDERS_API_KEYS=" + ordersKeys,
 			"INTERNAL_SECRET=" + testInternalSecret,
+			"PAYONCE_DEV_MODE=true", // the test keys are short and readable
 			"MEMBERSHIP_TTL=1500ms",
 			"IDEMPOTENCY_LOCK_TIMEOUT=2s",
 			"LOG_LEVEL=warn",

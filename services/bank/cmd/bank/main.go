@@ -15,6 +15,7 @@ import (
 
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/telemetry"
 	"github.com/payonce/payonce/services/bank"
 	bankhttp "github.com/payonce/payonce/services/bank/http"
@@ -31,15 +32,20 @@ func main() {
 
 // config is everything the bank reads from its environment.
 type config struct {
-	Addr   string      // BANK_ADDR, default :8099
-	Faults bank.Faults // BANK_LATENCY_MS, BANK_ERROR_RATE, BANK_LOSE_RESPONSE_RATE, BANK_DECLINE_CARDS
-	Seed   int         // BANK_SEED, default 1: makes random faults reproducible
+	Addr string // BANK_ADDR, default :8099
+	// AdminAddr (BANK_ADMIN_ADDR, default empty: everything on Addr) moves
+	// the admin routes (/admin/faults) and /metrics to a listener of their
+	// own, which a deployment exposes to operators only.
+	AdminAddr string
+	Faults    bank.Faults // BANK_LATENCY_MS, BANK_ERROR_RATE, BANK_LOSE_RESPONSE_RATE, BANK_DECLINE_CARDS
+	Seed      int         // BANK_SEED, default 1: makes random faults reproducible
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	env := envconfig.New(getenv)
 	cfg := config{
-		Addr: env.String("BANK_ADDR", ":8099"),
+		Addr:      env.String("BANK_ADDR", ":8099"),
+		AdminAddr: env.String("BANK_ADMIN_ADDR", ""),
 		Faults: bank.Faults{
 			LatencyMS:    int64(env.Int("BANK_LATENCY_MS", 0)),
 			DeclineCards: env.List("BANK_DECLINE_CARDS", []string{"4000000000000002"}),
@@ -83,17 +89,38 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}()
 
 	sim := bank.NewSimulator(cfg.Faults, uint64(cfg.Seed))
-	handler := httpkit.Router(httpkit.RouterConfig{
-		API:            bankhttp.NewHandler(sim, tel.Logger),
-		Metrics:        tel.MetricsHandler(),
-		TracerProvider: tel.TracerProvider,
-		Propagator:     tel.Propagator,
-		Logger:         tel.Logger,
-	})
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	router := func(api http.Handler, metrics bool) http.Handler {
+		rc := httpkit.RouterConfig{
+			API:            api,
+			TracerProvider: tel.TracerProvider,
+			Propagator:     tel.Propagator,
+			Logger:         tel.Logger,
+		}
+		if metrics {
+			rc.Metrics = tel.MetricsHandler()
+		}
+		return httpkit.Router(rc)
 	}
-	tel.Logger.InfoContext(ctx, "bank simulator listening", "addr", ln.Addr().String(), "simulated", true)
+	api := bankhttp.NewHandler(sim, tel.Logger)
+	if cfg.AdminAddr == "" {
+		return serveBank(ctx, tel, "bank simulator listening", cfg.Addr, router(api, true))
+	}
+	public, admin := bankhttp.Split(api)
+	g := lifecycle.NewGroup(ctx)
+	g.Go("admin listener", func(ctx context.Context) error {
+		return serveBank(ctx, tel, "bank admin listening", cfg.AdminAddr, router(admin, true))
+	})
+	g.Go("listener", func(ctx context.Context) error {
+		return serveBank(ctx, tel, "bank simulator listening", cfg.Addr, router(public, false))
+	})
+	return g.Wait()
+}
+
+func serveBank(ctx context.Context, tel *telemetry.Telemetry, msg, addr string, handler http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	tel.Logger.InfoContext(ctx, msg, "addr", ln.Addr().String(), "simulated", true)
 	return httpkit.Serve(ctx, &http.Server{Handler: handler}, ln, 10*time.Second)
 }

@@ -116,7 +116,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc, Refusals: refusals}.Handle)
 	})
 	g.Go("recovery worker", func(ctx context.Context) error {
-		return payments.RunRecovery(ctx, svc, cfg.RecoveryInterval, cfg.RecoveryAfter, p.Logger)
+		recovery := &payments.Recovery{Service: svc, Store: store, Interval: cfg.RecoveryInterval, OlderThan: cfg.RecoveryAfter,
+			Tracer: p.Tracer, Meter: p.Meter, Logger: p.Logger}
+		return recovery.Run(ctx)
 	})
 	return g.Wait()
 }

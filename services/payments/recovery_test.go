@@ -1,0 +1,139 @@
+package payments_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/testenv"
+	"github.com/payonce/payonce/migrations"
+	"github.com/payonce/payonce/pkg/lock"
+	"github.com/payonce/payonce/services/bank"
+	bankhttp "github.com/payonce/payonce/services/bank/http"
+	"github.com/payonce/payonce/services/coordinator/coordinatortest"
+	"github.com/payonce/payonce/services/payments"
+	paymentsbank "github.com/payonce/payonce/services/payments/bank"
+	"github.com/payonce/payonce/services/payments/coordinator"
+	"github.com/payonce/payonce/services/payments/postgres"
+)
+
+// unreachableFor is a bank that does not answer for some payments (the
+// network path to them is down, say) and answers normally for the rest.
+type unreachableFor struct {
+	payments.Bank
+	mu   sync.Mutex
+	down map[string]bool // payment id -> no answer
+}
+
+func (b *unreachableFor) Charge(ctx context.Context, key string, c payments.BankCharge) (payments.ChargeResult, error) {
+	b.mu.Lock()
+	down := b.down[c.Reference]
+	b.mu.Unlock()
+	if down {
+		return payments.ChargeResult{}, errors.New("bank: connection timed out")
+	}
+	return b.Bank.Charge(ctx, key, c)
+}
+
+// TestRecoveryBacksOffPerRowAndReachesTheRest: with a batch of 2, the two
+// oldest unfinished payments keep failing; the recovery worker backs off
+// each of them (growing waits, in the database) and so reaches the third,
+// which it finishes with one capture. The old worker retried the same
+// oldest batch forever.
+func TestRecoveryBacksOffPerRowAndReachesTheRest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pool, dbURL := testenv.NewPool(t)
+	if _, err := migrations.Up(ctx, dbURL, "payments"); err != nil {
+		t.Fatal(err)
+	}
+	cluster := coordinatortest.Start(t, 3)
+	sim := bank.NewSimulator(bank.Faults{}, 1)
+	bankSrv := httptest.NewServer(httpkit.Router(httpkit.RouterConfig{API: bankhttp.NewHandler(sim, nil)}))
+	defer bankSrv.Close()
+	ids := []string{payments.PaymentIDFor("shop", "rec-1"), payments.PaymentIDFor("shop", "rec-2"), payments.PaymentIDFor("shop", "rec-3")}
+	flaky := &unreachableFor{Bank: paymentsbank.NewClient(bankSrv.URL, 5*time.Second, tracenoop.NewTracerProvider()),
+		down: map[string]bool{ids[0]: true, ids[1]: true, ids[2]: true}}
+	store := postgres.NewStore(pool, propagation.TraceContext{})
+	tracer := tracenoop.NewTracerProvider().Tracer("test")
+	svc := payments.NewService(store, coordinator.Locker{Client: lock.NewClient(cluster.URLs()), Wait: 10 * time.Second}, flaky,
+		payments.Config{LockTTL: 5 * time.Second}, tracer, nil)
+	for i, id := range ids {
+		_, err := svc.CreatePayment(ctx, "shop", payments.CreatePaymentRequest{ID: id, CustomerID: "rec-cust", Amount: int64(100 + i), Currency: "EUR", Card: "4242424242424242"})
+		if err == nil {
+			t.Fatalf("payment %d finished with the bank unreachable", i)
+		}
+	}
+	// The third is reachable again; the first two stay unreachable.
+	flaky.mu.Lock()
+	delete(flaky.down, ids[2])
+	flaky.mu.Unlock()
+
+	const interval = 50 * time.Millisecond
+	rec := &payments.Recovery{Service: svc, Store: store, Interval: interval, OlderThan: 0, Batch: 2,
+		Tracer: tracer, Meter: noop.NewMeterProvider().Meter("test"), Logger: nil}
+	rec.Logger = discardLogger()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	waitFor(t, ctx, "the third payment to be finished past the two failing ones", func() bool {
+		p, err := svc.Payment(ctx, "shop", ids[2])
+		return err == nil && p.Status == payments.Succeeded
+	})
+	// The failing rows wait longer after each try, so they do not take
+	// every pass: after 6 tries the next is 50 ms x 2^5 away (checked with a
+	// quarter of it, as time passes between the deferral and the check).
+	for _, id := range ids[:2] {
+		waitFor(t, ctx, "6 tries of "+id, func() bool {
+			var tries int
+			_ = pool.QueryRow(ctx, `SELECT recovery_attempts FROM payments WHERE id = $1`, id).Scan(&tries)
+			return tries >= 6
+		})
+		var tries int
+		var wait time.Duration
+		if err := pool.QueryRow(ctx, `SELECT recovery_attempts, recovery_next_at - now() FROM payments WHERE id = $1`, id).Scan(&tries, &wait); err != nil {
+			t.Fatal(err)
+		}
+		// The row was deferred after its latest try: its wait is base x 2^(tries-1).
+		if min := interval * time.Duration(1<<(tries-1)) / 4; wait < min {
+			t.Errorf("payment %s after %d tries waits %v, want at least %v (a growing back-off)", id, tries, wait, min)
+		}
+		if p, _ := svc.Payment(ctx, "shop", id); p.Status != payments.Authorizing {
+			t.Errorf("payment %s is %s, want still authorizing (the bank never answered)", id, p.Status)
+		}
+	}
+	if got := len(sim.Ledger(ctx, bank.LedgerFilter{Kind: bank.EntryCapture})); got != 1 {
+		t.Fatalf("%d captures, want 1 (the reachable payment)", got)
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
