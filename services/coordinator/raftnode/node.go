@@ -578,6 +578,9 @@ func (n *Node) Servers() (map[string]string, error) {
 	return out, nil
 }
 
+// shutdownWait bounds how long Close waits for hashicorp/raft to stop.
+const shutdownWait = 15 * time.Second
+
 // Close stops the node: Raft shuts down, the transport and the store close.
 // It does not hand leadership over first; to the others it looks like a crash.
 func (n *Node) Close() error {
@@ -585,7 +588,21 @@ func (n *Node) Close() error {
 		close(n.stop)
 		n.wg.Wait()
 		n.raft.DeregisterObserver(n.observer)
-		err := n.raft.Shutdown().Error()
+		// hashicorp/raft v1.7.3 can leave a replication goroutine blocked
+		// forever in its pipeline (a follower's failed answer ends the
+		// pipeline's reader while the sender waits for room in a full
+		// window), and Shutdown then never returns. Give up after a while
+		// rather than hang the process; the store stays open for the
+		// goroutines left behind.
+		done := make(chan error, 1)
+		go func() { done <- n.raft.Shutdown().Error() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(shutdownWait):
+			n.closeErr = fmt.Errorf("raftnode: raft did not shut down within %v (a replication goroutine is stuck)", shutdownWait)
+			return
+		}
 		if c, ok := n.trans.(raft.WithClose); ok {
 			err = errors.Join(err, c.Close())
 		}
