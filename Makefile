@@ -42,8 +42,8 @@ dev:
 ## fuzz: run each fuzz target for FUZZTIME (default 30s); their seed corpora also run in `make test`
 FUZZTIME ?= 30s
 FUZZ_TARGETS := \
-	./internal/httpkit:FuzzDecodeJSON \
-	./internal/cursor:FuzzDecode \
+	./internal/httpkit:FuzzDecodeJSON ./internal/httpkit:FuzzCheckJSONText \
+	./internal/cursor:FuzzDecode ./internal/customer:FuzzCustomerID \
 	./pkg/ring:FuzzRing ./pkg/ring:FuzzDecode \
 	./pkg/idempotency:FuzzRequest \
 	./services/payments/http:FuzzDecodePaymentBody ./services/payments/http:FuzzDecodeRefundBody \

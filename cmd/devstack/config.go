@@ -41,6 +41,11 @@ type config struct {
 	// DEVSTACK_PAYMENTS_PORTS (8090,8091) and DEVSTACK_ORDERS_PORTS
 	// (8080,8081): one instance per port.
 	PaymentsPorts, OrdersPorts []int
+	// DEVSTACK_CONSOLE_PORT (8070): the console's page
+	// (services/console); DEVSTACK_CONTROL_PORT (8071): the dev stack's
+	// control endpoint, through which the console kills, stops, pauses and
+	// restarts processes (loopback only, dev stack only).
+	ConsolePort, ControlPort int
 	// DEVSTACK_OTLP_PORT (4318): where every process sends its spans
 	// (OTLP/HTTP), to Jaeger or to the built-in sink.
 	OTLPPort int
@@ -89,6 +94,8 @@ func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
 		NATSPort:         env.Int("DEVSTACK_NATS_PORT", 4222),
 		BankPort:         env.Int("DEVSTACK_BANK_PORT", 8099),
 		OTLPPort:         env.Int("DEVSTACK_OTLP_PORT", 4318),
+		ConsolePort:      env.Int("DEVSTACK_CONSOLE_PORT", 8070),
+		ControlPort:      env.Int("DEVSTACK_CONTROL_PORT", 8071),
 		JaegerUIPort:     env.Int("DEVSTACK_JAEGER_UI_PORT", 16686),
 		Traces:           env.String("DEVSTACK_TRACES", "auto"),
 		JaegerBin:        env.String("JAEGER_BIN", ""),
@@ -133,7 +140,7 @@ func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
 // portRefs lists every port the stack listens on except PostgreSQL's and
 // NATS's, which their starters pick themselves when 0.
 func (c *config) portRefs() []*int {
-	refs := []*int{&c.BankPort, &c.OTLPPort, &c.JaegerUIPort}
+	refs := []*int{&c.BankPort, &c.OTLPPort, &c.JaegerUIPort, &c.ConsolePort, &c.ControlPort}
 	for _, list := range [][]int{c.CoordinatorPorts, c.RaftPorts, c.PaymentsPorts, c.OrdersPorts} {
 		for i := range list {
 			refs = append(refs, &list[i])

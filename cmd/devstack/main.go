@@ -50,6 +50,7 @@ var servicePackages = []string{
 	"./services/bank/cmd/bank",
 	"./services/payments/cmd/payments",
 	"./services/orders/cmd/orders",
+	"./services/console/cmd/console",
 }
 
 // stopGrace is how long a service gets to drain after SIGTERM.
@@ -98,6 +99,7 @@ type stack struct {
 
 	urls      []namedURL
 	procs     []*proc.Process
+	managed   map[string]*managed // by process name, for the control endpoint
 	trace     traceViewer
 	jaegerPid int
 }
@@ -161,6 +163,14 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	if err != nil {
 		return err
 	}
+	// The superuser's URL, for an operator's experiments such as making a
+	// service's database refuse connections (docs/failure-scenarios.md);
+	// readable by this user only, removed on stop.
+	superuserFile := filepath.Join(s.stateDir, "postgres-superuser.url")
+	if err := os.WriteFile(superuserFile, []byte(pg.URL("postgres")+"\n"), 0o600); err != nil {
+		return err
+	}
+	s.onStop(func() error { return os.Remove(superuserFile) })
 
 	// Three nodes, so payonce's streams are replicated (R3) as in
 	// production: an acknowledged event survives the loss of any one node.
@@ -277,29 +287,25 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 			return err
 		}
 	}
-	return nil
+	return s.startConsole(ctx, cfg, bins["console"], coordURLs, bankURL, common)
 }
 
 // startProcess starts a service binary; at shutdown it gets SIGTERM and
 // stopGrace to drain. Its pid is written to the state dir while it runs.
+// The control endpoint (control.go) may stop, kill, pause and restart it
+// meanwhile; shutdown stops whichever process runs under the name then.
 func (s *stack) startProcess(name, bin string, env []string) (*proc.Process, error) {
-	p, err := proc.Start(name, bin, env, s.out)
+	m := &managed{name: name, bin: bin, env: env, out: s.out, pidFile: filepath.Join(s.stateDir, name+".pid")}
+	p, err := m.start()
 	if err != nil {
 		return nil, err
 	}
-	s.procs = append(s.procs, p)
-	pidFile := filepath.Join(s.stateDir, name+".pid")
-	s.onStop(func() error {
-		err := p.Stop(stopGrace)
-		_ = os.Remove(pidFile)
-		if err != nil && !exitedOnSignal(err) {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		return nil
-	})
-	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", p.Pid()), 0o644); err != nil {
-		return nil, err
+	if s.managed == nil {
+		s.managed = map[string]*managed{}
 	}
+	s.managed[name] = m
+	s.procs = append(s.procs, p)
+	s.onStop(m.shutdown)
 	return p, nil
 }
 

@@ -58,6 +58,8 @@ func freePortEnv(t *testing.T) map[string]string {
 		"DEVSTACK_BANK_PORT":         "0",
 		"DEVSTACK_OTLP_PORT":         "0",
 		"DEVSTACK_JAEGER_UI_PORT":    "0",
+		"DEVSTACK_CONSOLE_PORT":      "0",
+		"DEVSTACK_CONTROL_PORT":      "0",
 		"DEVSTACK_COORDINATOR_PORTS": "0,0,0",
 		"DEVSTACK_RAFT_PORTS":        "0,0,0",
 		"DEVSTACK_PAYMENTS_PORTS":    "0,0",

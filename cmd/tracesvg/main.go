@@ -9,7 +9,9 @@
 //	tracesvg -o trace.svg .cache/traces/4bf92f3577b34da6a3ce929d0e0e4736.json
 //	tracesvg -o trace.svg http://127.0.0.1:16686/api/traces/4bf92f3577b34da6a3ce929d0e0e4736
 //
-// docs/jaeger-walkthrough.md shows its output for one payment.
+// docs/jaeger-walkthrough.md shows its output for one payment. It is a tool
+// for the docs, not part of the stack; the drawing itself is
+// internal/tracesvg, which the console shares.
 package main
 
 import (
@@ -23,6 +25,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/payonce/payonce/internal/tracesvg"
 )
 
 func main() {
@@ -58,12 +62,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	t, err := decodeTrace(data, *traceID)
+	t, err := tracesvg.Decode(data, *traceID)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
 	var svg bytes.Buffer
-	if err := renderSVG(&svg, t, *title, *width); err != nil {
+	if err := tracesvg.Render(&svg, t, *title, *width); err != nil {
 		return err
 	}
 	if *out == "" {

@@ -31,6 +31,8 @@ func itemKey(it item) (time.Time, string) { return it.at, it.id }
 // the query shape the stores use, and sees each row once, in order.
 func TestCollectPagesThroughKeysetQueries(t *testing.T) {
 	pool, _ := testenv.NewPool(t)
+	codec, scope := cursor.NewCodec([]byte("k")), cursor.Scope("shop", "alice")
+	encode := func(at time.Time, id string) string { return codec.Encode(scope, at, id) }
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `CREATE TABLE items (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), created_at timestamptz NOT NULL);
 		INSERT INTO items (created_at) SELECT now() - g * interval '1 second' FROM generate_series(1, 5) g`); err != nil {
@@ -38,7 +40,7 @@ func TestCollectPagesThroughKeysetQueries(t *testing.T) {
 	}
 	page := func(c string, limit int) ([]item, string) {
 		t.Helper()
-		after, afterID, err := cursor.Decode(c)
+		after, afterID, err := codec.Decode(scope, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +50,7 @@ func TestCollectPagesThroughKeysetQueries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		items, next, err := cursor.Collect(rows, limit, scanItem, itemKey)
+		items, next, err := cursor.Collect(rows, limit, scanItem, itemKey, encode)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +81,7 @@ func TestCollectPagesThroughKeysetQueries(t *testing.T) {
 	if items, n := page("", 5); len(items) != 5 || n != "" {
 		t.Fatalf("full page: %d items, next %q", len(items), n)
 	}
-	if items, n := page(cursor.Encode(seen[4].at, seen[4].id), 5); items == nil || len(items) != 0 || n != "" {
+	if items, n := page(encode(seen[4].at, seen[4].id), 5); items == nil || len(items) != 0 || n != "" {
 		t.Fatalf("past the end: %v, next %q", items, n)
 	}
 	// A row that does not scan is an error, not a short page.
@@ -87,7 +89,7 @@ func TestCollectPagesThroughKeysetQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := cursor.Collect(rows, 5, scanItem, itemKey); err == nil {
+	if _, _, err := cursor.Collect(rows, 5, scanItem, itemKey, encode); err == nil {
 		t.Fatal("a bad row was accepted")
 	}
 }

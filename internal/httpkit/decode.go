@@ -33,8 +33,8 @@ func LimitBody(maxBytes int64, next http.Handler) http.Handler {
 }
 
 // DecodeJSON reads exactly one JSON object from r's body into v. It refuses
-// a non-JSON content type, unknown fields, trailing data and bodies over the
-// limit set by LimitBody, each with an errs.Invalid or errs.TooLarge error
+// a non-JSON content type, unknown fields, trailing data, bodies over the
+// limit set by LimitBody and valid-but-odd JSON (CheckJSONText), each with an errs.Invalid or errs.TooLarge error
 // whose detail tells the client what to fix.
 func DecodeJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -63,6 +63,9 @@ func DecodeJSONBytes(body []byte, v any) error {
 	}
 	if trimmed[0] != '{' {
 		return errs.E(errs.Invalid, "request body must be a JSON object").WithType("malformed-json")
+	}
+	if err := CheckJSONText(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	kithttp "github.com/go-kit/kit/transport/http"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -275,5 +276,86 @@ func FuzzDecodeJSON(f *testing.F) {
 		if k := errs.KindOf(err); k != errs.Invalid {
 			t.Fatalf("error kind %v for %q, want invalid", k, body)
 		}
+	})
+}
+
+// TestOddJSONIsRefused: valid JSON that Go's decoder would quietly accept
+// (invalid UTF-8, NUL, unpaired surrogates, keys equal up to case, nested
+// too) is a 400; ordinary JSON, including equal keys in different objects
+// and non-ASCII text, passes.
+func TestOddJSONIsRefused(t *testing.T) {
+	refused := []string{
+		"{\"name\":\"a\xffb\"}",
+		`{"name":"a\u0000b"}`,
+		`{"name":"\ud800"}`,
+		`{"amount":1,"AMOUNT":700}`,
+		`{"name":"x","Name":"y"}`,
+		`{"lines":[{"sku":"a","SKU":"b"}]}`,
+		`{"k":1,"\u212a":2}`, // the Kelvin sign folds to k in encoding/json
+		`{"na\u0000me":1}`,
+	}
+	for _, body := range refused {
+		if err := httpkit.CheckJSONText([]byte(body)); errs.KindOf(err) != errs.Invalid {
+			t.Errorf("%q: %v, want a 400", body, err)
+		}
+	}
+	accepted := []string{
+		`{"name":"Zoë ☕","amount":5}`,
+		`{"a":{"x":1},"b":{"x":2}}`,
+		`{"lines":[{"sku":"a"},{"sku":"b"}]}`,
+		`{"a":[{"a":1}],"b":"a"}`,
+	}
+	for _, body := range accepted {
+		if err := httpkit.CheckJSONText([]byte(body)); err != nil {
+			t.Errorf("%q refused: %v", body, err)
+		}
+	}
+}
+
+// FuzzCheckJSONText: the odd-JSON check never panics, and whatever it
+// accepts is UTF-8 whose decoded strings hold no NUL and whose objects
+// have no two keys equal up to case.
+func FuzzCheckJSONText(f *testing.F) {
+	for _, s := range []string{`{"a":1,"A":2}`, `{"a":"\u0000"}`, `{"a":[{"b":1,"B":1}]}`, `[`, `{"a":"\udc00"}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if httpkit.CheckJSONText(body) != nil {
+			return
+		}
+		var v any
+		if json.Unmarshal(body, &v) != nil {
+			return // a syntax error is the decoder's to report
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("accepted invalid UTF-8 %q", body)
+		}
+		var walk func(any)
+		walk = func(v any) {
+			switch x := v.(type) {
+			case string:
+				if strings.ContainsRune(x, 0) {
+					t.Fatalf("accepted a NUL in %q", body)
+				}
+			case []any:
+				for _, e := range x {
+					walk(e)
+				}
+			case map[string]any:
+				seen := map[string]bool{}
+				for k, e := range x {
+					if strings.ContainsRune(k, 0) {
+						t.Fatalf("accepted a NUL key in %q", body)
+					}
+					l := strings.ToLower(k)
+					if seen[l] {
+						t.Fatalf("accepted keys equal up to case in %q", body)
+					}
+					seen[l] = true
+					walk(e)
+				}
+			}
+		}
+		walk(v)
 	})
 }

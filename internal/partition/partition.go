@@ -4,7 +4,12 @@
 //
 // Forwarding is loop-proof: a forwarded request carries ForwardedHeader and
 // is always served where it lands, so a request makes at most one hop even
-// while two instances disagree about the ring for a moment. If the owner
+// while two instances disagree about the ring for a moment. Only a peer may
+// say "forwarded": the header must come with ForwardSignatureHeader, an
+// HMAC over the forwarder and the request under a secret the instances
+// share. A client that sends the header itself has it dropped at the edge
+// and is routed like any request. (A shared secret until every instance has
+// its own mTLS identity; see docs/security.md.) If the owner
 // cannot be reached (it just died, and the ring has not caught up yet), the
 // request is served here: ownership is for locality, the fencing locks are
 // for safety, so availability wins.
@@ -12,6 +17,9 @@ package partition
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
@@ -28,6 +36,22 @@ import (
 // ForwardedHeader marks a forwarded request with the instance that
 // forwarded it.
 const ForwardedHeader = "Payonce-Forwarded-By"
+
+// ForwardSignatureHeader proves ForwardedHeader came from a peer.
+const ForwardSignatureHeader = "Payonce-Forward-Signature"
+
+// signForward is the HMAC of a forwarded request: who forwarded it, the
+// method, the target and the body, so a signature cannot be moved to
+// another request.
+func signForward(secret []byte, from string, r *http.Request, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	bodySum := sha256.Sum256(body)
+	for _, f := range []string{from, r.Method, r.URL.RequestURI(), hex.EncodeToString(bodySum[:])} {
+		m.Write([]byte(f))
+		m.Write([]byte{0})
+	}
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // KeyFunc returns the partition key (the customer id) of a request, and
 // false when the request has none (it is then served here). It may read the
@@ -47,6 +71,10 @@ type Router struct {
 	Logger    *slog.Logger
 	// MaxBody bounds the body read to find the key.
 	MaxBody int64
+	// Secret signs forwarded requests and checks the ones that arrive;
+	// every instance of the service shares it. With none, no forwarded
+	// header is trusted.
+	Secret []byte
 }
 
 // Wrap returns next behind ownership routing; keyOf finds a request's key.
@@ -57,21 +85,30 @@ func (rt Router) Wrap(keyOf KeyFunc, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		span := trace.SpanFromContext(r.Context())
-		if from := r.Header.Get(ForwardedHeader); from != "" {
-			span.SetAttributes(attribute.String("partition.forwarded_by", from))
-			next.ServeHTTP(w, r)
-			return
-		}
 		var body []byte
 		if r.Body != nil {
 			var err error
 			body, err = io.ReadAll(io.LimitReader(r.Body, rt.MaxBody+1))
 			if err != nil {
+				r.Header.Del(ForwardedHeader)
+				r.Header.Del(ForwardSignatureHeader)
 				next.ServeHTTP(w, r) // let the handler report the read error
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
+		if from := r.Header.Get(ForwardedHeader); from != "" {
+			sig := r.Header.Get(ForwardSignatureHeader)
+			if len(rt.Secret) > 0 && hmac.Equal([]byte(sig), []byte(signForward(rt.Secret, from, r, body))) {
+				span.SetAttributes(attribute.String("partition.forwarded_by", from))
+				next.ServeHTTP(w, r)
+				return
+			}
+			// Not from a peer: drop the claim, route like any request.
+			span.SetAttributes(attribute.Bool("partition.forged_forward_dropped", true))
+		}
+		r.Header.Del(ForwardedHeader)
+		r.Header.Del(ForwardSignatureHeader)
 		key, ok := keyOf(r, body)
 		if !ok {
 			next.ServeHTTP(w, r)
@@ -95,6 +132,7 @@ func (rt Router) Wrap(keyOf KeyFunc, next http.Handler) http.Handler {
 				pr.SetURL(target)
 				pr.Out.Host = pr.In.Host
 				pr.Out.Header.Set(ForwardedHeader, self.Instance)
+				pr.Out.Header.Set(ForwardSignatureHeader, signForward(rt.Secret, self.Instance, pr.In, body))
 				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
 				pr.Out.ContentLength = int64(len(body))
 			},

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/payonce/payonce/internal/customer"
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/money"
@@ -78,8 +79,8 @@ func (s *service) CreateOrder(ctx context.Context, caller string, req CreateOrde
 // order can overflow int64 however its quantities are chosen.
 func (s *service) price(req CreateOrderRequest) (Order, error) {
 	var fields []errs.FieldError
-	if req.CustomerID == "" || len(req.CustomerID) > 128 {
-		fields = append(fields, errs.FieldError{Field: "customer_id", Reason: "1 to 128 characters"})
+	if f := customer.CheckID("customer_id", req.CustomerID); f != nil {
+		fields = append(fields, *f)
 	}
 	if err := money.Currency(req.Currency).Validate(); err != nil {
 		fields = append(fields, errs.FieldError{Field: "currency", Reason: "unknown ISO 4217 currency code"})
@@ -130,8 +131,8 @@ func (s *service) Order(ctx context.Context, caller, id string) (Order, error) {
 }
 
 func (s *service) CustomerOrders(ctx context.Context, caller, customerID string, page Page) (OrderList, error) {
-	if customerID == "" || len(customerID) > 128 {
-		return OrderList{}, errs.E(errs.Invalid, "customer id must be 1 to 128 characters")
+	if f := customer.CheckID("id", customerID); f != nil {
+		return OrderList{}, errs.E(errs.Invalid, "invalid customer id").WithFields(*f)
 	}
 	if page.Limit <= 0 {
 		page.Limit = 20

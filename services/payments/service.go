@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/payonce/payonce/internal/customer"
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/failpoint"
@@ -118,8 +119,8 @@ func (s *service) Payment(ctx context.Context, caller, id string) (Payment, erro
 }
 
 func (s *service) CustomerPayments(ctx context.Context, caller, customerID string, page Page) (PaymentList, error) {
-	if customerID == "" || len(customerID) > 128 {
-		return PaymentList{}, errs.E(errs.Invalid, "customer id must be 1 to 128 characters")
+	if f := customer.CheckID("id", customerID); f != nil {
+		return PaymentList{}, errs.E(errs.Invalid, "invalid customer id").WithFields(*f)
 	}
 	if page.Limit <= 0 {
 		page.Limit = 20
@@ -353,8 +354,8 @@ func (s *service) resumeRefund(ctx context.Context, r Refund) error {
 
 func validateCreate(req CreatePaymentRequest) error {
 	var fields []errs.FieldError
-	if req.CustomerID == "" || len(req.CustomerID) > 128 {
-		fields = append(fields, errs.FieldError{Field: "customer_id", Reason: "1 to 128 characters"})
+	if f := customer.CheckID("customer_id", req.CustomerID); f != nil {
+		fields = append(fields, *f)
 	}
 	if err := (money.Money{Amount: req.Amount, Currency: money.Currency(req.Currency)}).Validate(); err != nil {
 		fields = append(fields, errs.As(err).Fields...)

@@ -49,7 +49,7 @@ func NewAPI(cfg APIConfig) http.Handler {
 	api.Handle("/v1/cluster/", cluster)
 	api.Handle("/", NewHandler(NewEndpoints(cfg.Service, tracing), cfg.Logger))
 	return httpkit.Router(httpkit.RouterConfig{
-		API: NewForwarder(cfg.Cluster, cfg.Peers).Wrap(api),
+		API: withNodeStatus(cfg.Cluster, NewForwarder(cfg.Cluster, cfg.Peers).Wrap(api)),
 		Checks: []httpkit.Check{{Name: "raft-leader", Probe: func(context.Context) error {
 			if id, _ := cfg.Cluster.Leader(); id == "" {
 				return errors.New("no leader known")

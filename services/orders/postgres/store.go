@@ -36,6 +36,8 @@ type Store struct {
 	// OnOutboxWrite runs after a transaction that wrote an outbox row
 	// commits, so the relay publishes at once.
 	OnOutboxWrite func()
+	// Cursors issues and checks list cursors, bound to caller and customer.
+	Cursors cursor.Codec
 	// Seal seals the refund requests the store writes, so payments can
 	// tell them from forgeries.
 	Seal events.SealKey
@@ -121,7 +123,8 @@ func (s *Store) OrderByID(ctx context.Context, id string) (orders.Order, error) 
 // CustomerOrders implements orders.Store with keyset pagination on the
 // index orders_by_caller_customer.
 func (s *Store) CustomerOrders(ctx context.Context, caller, customerID string, page orders.Page) (orders.OrderList, error) {
-	after, afterID, err := cursor.Decode(page.Cursor)
+	scope := cursor.Scope(caller, customerID)
+	after, afterID, err := s.Cursors.Decode(scope, page.Cursor)
 	if err != nil {
 		return orders.OrderList{}, err
 	}
@@ -133,7 +136,8 @@ func (s *Store) CustomerOrders(ctx context.Context, caller, customerID string, p
 	}
 	list := orders.OrderList{}
 	list.Orders, list.Next, err = cursor.Collect(rows, page.Limit, scanOrder,
-		func(o orders.Order) (time.Time, string) { return o.CreatedAt, o.ID })
+		func(o orders.Order) (time.Time, string) { return o.CreatedAt, o.ID },
+		func(at time.Time, id string) string { return s.Cursors.Encode(scope, at, id) })
 	if err != nil {
 		return orders.OrderList{}, err
 	}

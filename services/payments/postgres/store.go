@@ -45,6 +45,8 @@ type Store struct {
 	// OnOutboxWrite is called after a transaction that wrote an outbox row
 	// commits, so the relay can publish at once.
 	OnOutboxWrite func()
+	// Cursors issues and checks list cursors, bound to caller and customer.
+	Cursors cursor.Codec
 }
 
 var _ payments.Store = (*Store)(nil)
@@ -141,7 +143,8 @@ func (s *Store) CallerPayment(ctx context.Context, caller, id string) (payments.
 // (created_at, id), which stays fast and stable while payments are added,
 // on the index payments_by_caller_customer.
 func (s *Store) CustomerPayments(ctx context.Context, caller, customerID string, page payments.Page) (payments.PaymentList, error) {
-	after, afterID, err := cursor.Decode(page.Cursor)
+	scope := cursor.Scope(caller, customerID)
+	after, afterID, err := s.Cursors.Decode(scope, page.Cursor)
 	if err != nil {
 		return payments.PaymentList{}, err
 	}
@@ -153,7 +156,8 @@ func (s *Store) CustomerPayments(ctx context.Context, caller, customerID string,
 	}
 	list := payments.PaymentList{}
 	list.Payments, list.Next, err = cursor.Collect(rows, page.Limit, scanPayment,
-		func(p payments.Payment) (time.Time, string) { return p.CreatedAt, p.ID })
+		func(p payments.Payment) (time.Time, string) { return p.CreatedAt, p.ID },
+		func(at time.Time, id string) string { return s.Cursors.Encode(scope, at, id) })
 	if err != nil {
 		return payments.PaymentList{}, err
 	}

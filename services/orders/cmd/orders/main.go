@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/payonce/payonce/internal/apikey"
+	"github.com/payonce/payonce/internal/cursor"
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
@@ -56,6 +57,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	seal := events.NewSealKey(cfg.InternalSecret)
 	store := postgres.NewStore(p.Pool, p.Telemetry.Propagator)
 	store.OnOutboxWrite = p.Relay.Nudge
+	store.Cursors = cursor.NewCodec(events.DeriveKey(cfg.InternalSecret, "cursor"))
 	store.Seal = seal
 	svc := orders.NewService(store, orders.DemoCatalog, seal, p.Tracer, p.Logger)
 	refusals, err := events.NewRefusals(p.Logger, p.Meter)
@@ -72,7 +74,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	parts := partition.Router{Owners: p.Members, Transport: p.PeerTransport, Logger: p.Logger, MaxBody: httpkit.DefaultMaxBodyBytes}
+	parts := partition.Router{Owners: p.Members, Transport: p.PeerTransport, Logger: p.Logger, MaxBody: httpkit.DefaultMaxBodyBytes,
+		Secret: events.DeriveKey(cfg.InternalSecret, "forwarding")}
 	api := ordershttp.NewHandler(ordershttp.MakeEndpoints(svc, p.Endpoint), keys, idem, parts, p.Logger)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

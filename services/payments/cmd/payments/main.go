@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/payonce/payonce/internal/apikey"
+	"github.com/payonce/payonce/internal/cursor"
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
@@ -62,6 +63,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	// Domain.
 	store := postgres.NewStore(p.Pool, p.Telemetry.Propagator)
 	store.OnOutboxWrite = p.Relay.Nudge
+	store.Cursors = cursor.NewCodec(events.DeriveKey(cfg.InternalSecret, "cursor"))
 	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider))
 	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
 		paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter))

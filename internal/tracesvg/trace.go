@@ -1,4 +1,4 @@
-package main
+package tracesvg
 
 import (
 	"bytes"
@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// span is one span of a trace, whichever format it was read from.
-type span struct {
+// Span is one span of a trace, whichever format it was read from.
+type Span struct {
 	ID, ParentID string
 	Service      string
 	Name         string
@@ -20,10 +20,10 @@ type span struct {
 	Error        bool
 }
 
-// trace is the spans of one trace.
-type trace struct {
+// Trace is the spans of one trace.
+type Trace struct {
 	ID    string
-	Spans []span
+	Spans []Span
 }
 
 // dump is the dev stack's trace file (DEVSTACK_TRACE_DIR, one file per
@@ -75,12 +75,12 @@ type jaegerAnswer struct {
 	} `json:"data"`
 }
 
-// decodeTrace reads one trace from either format. traceID picks a trace
+// Decode reads one trace from either format. traceID picks a trace
 // when a Jaeger answer holds several; empty takes the first.
-func decodeTrace(data []byte, traceID string) (trace, error) {
+func Decode(data []byte, traceID string) (Trace, error) {
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(data, &probe); err != nil {
-		return trace{}, fmt.Errorf("not a JSON object: %w", err)
+		return Trace{}, fmt.Errorf("not a JSON object: %w", err)
 	}
 	switch {
 	case probe["data"] != nil:
@@ -88,19 +88,19 @@ func decodeTrace(data []byte, traceID string) (trace, error) {
 	case probe["spans"] != nil:
 		return decodeDump(data)
 	default:
-		return trace{}, errors.New(`neither a Jaeger answer ("data") nor a dev stack dump ("spans")`)
+		return Trace{}, errors.New(`neither a Jaeger answer ("data") nor a dev stack dump ("spans")`)
 	}
 }
 
-func decodeDump(data []byte) (trace, error) {
+func decodeDump(data []byte) (Trace, error) {
 	var d dump
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&d); err != nil {
-		return trace{}, fmt.Errorf("dev stack dump: %w", err)
+		return Trace{}, fmt.Errorf("dev stack dump: %w", err)
 	}
-	t := trace{ID: d.TraceID}
+	t := Trace{ID: d.TraceID}
 	for _, s := range d.Spans {
-		t.Spans = append(t.Spans, span{
+		t.Spans = append(t.Spans, Span{
 			ID: s.SpanID, ParentID: s.ParentID, Service: s.Service, Name: s.Name,
 			Start: s.Start, End: s.End, Attributes: s.Attributes, Error: s.Error,
 		})
@@ -108,18 +108,18 @@ func decodeDump(data []byte) (trace, error) {
 	return t, checkSpans(t)
 }
 
-func decodeJaeger(data []byte, traceID string) (trace, error) {
+func decodeJaeger(data []byte, traceID string) (Trace, error) {
 	var a jaegerAnswer
 	if err := json.Unmarshal(data, &a); err != nil {
-		return trace{}, fmt.Errorf("jaeger answer: %w", err)
+		return Trace{}, fmt.Errorf("jaeger answer: %w", err)
 	}
 	for _, d := range a.Data {
 		if traceID != "" && d.TraceID != traceID {
 			continue
 		}
-		t := trace{ID: d.TraceID}
+		t := Trace{ID: d.TraceID}
 		for _, s := range d.Spans {
-			sp := span{
+			sp := Span{
 				ID:         s.SpanID,
 				Service:    d.Processes[s.ProcessID].ServiceName,
 				Name:       s.OperationName,
@@ -144,9 +144,9 @@ func decodeJaeger(data []byte, traceID string) (trace, error) {
 		return t, checkSpans(t)
 	}
 	if traceID != "" {
-		return trace{}, fmt.Errorf("jaeger answer holds no trace %s", traceID)
+		return Trace{}, fmt.Errorf("jaeger answer holds no trace %s", traceID)
 	}
-	return trace{}, errors.New("jaeger answer holds no trace")
+	return Trace{}, errors.New("jaeger answer holds no trace")
 }
 
 func tagString(v any) string {
@@ -163,7 +163,7 @@ func tagString(v any) string {
 // maxSpans bounds the picture: a trace larger than this is not a payment.
 const maxSpans = 5000
 
-func checkSpans(t trace) error {
+func checkSpans(t Trace) error {
 	switch {
 	case len(t.Spans) == 0:
 		return errors.New("the trace has no spans")
@@ -181,17 +181,17 @@ func checkSpans(t trace) error {
 // row is a span placed in the waterfall: its depth in the tree, in the
 // order Jaeger draws it (depth first, children by start time).
 type row struct {
-	span
+	Span
 	Depth int
 }
 
-func rows(t trace) []row {
+func rows(t Trace) []row {
 	ids := map[string]bool{}
 	for _, s := range t.Spans {
 		ids[s.ID] = true
 	}
-	children := map[string][]span{}
-	var roots []span
+	children := map[string][]Span{}
+	var roots []Span
 	for _, s := range t.Spans {
 		if s.ParentID == "" || !ids[s.ParentID] || s.ParentID == s.ID {
 			roots = append(roots, s)
@@ -199,19 +199,19 @@ func rows(t trace) []row {
 			children[s.ParentID] = append(children[s.ParentID], s)
 		}
 	}
-	byStart := func(list []span) {
+	byStart := func(list []Span) {
 		sort.SliceStable(list, func(i, j int) bool { return list[i].Start.Before(list[j].Start) })
 	}
 	byStart(roots)
 	var out []row
 	seen := map[string]bool{}
-	var walk func(s span, depth int)
-	walk = func(s span, depth int) {
+	var walk func(s Span, depth int)
+	walk = func(s Span, depth int) {
 		if seen[s.ID] { // a cycle in bad input: draw each span once
 			return
 		}
 		seen[s.ID] = true
-		out = append(out, row{span: s, Depth: depth})
+		out = append(out, row{Span: s, Depth: depth})
 		kids := children[s.ID]
 		byStart(kids)
 		for _, k := range kids {

@@ -1,4 +1,4 @@
-package main
+package tracesvg
 
 import (
 	"encoding/xml"
@@ -23,11 +23,11 @@ const (
 // trace always gets the same picture.
 var palette = []string{"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac"}
 
-// renderSVG draws t as a waterfall: one row per span, indented by its
+// Render draws t as a waterfall: one row per span, indented by its
 // depth, a bar at its offset from the trace's start, its duration, and a
 // legend of services. Hovering a row shows its attributes (an SVG title),
 // as clicking a span does in Jaeger.
-func renderSVG(w io.Writer, t trace, title string, width int) error {
+func Render(w io.Writer, t Trace, title string, width int) error {
 	rs := rows(t)
 	start, end := rs[0].Start, rs[0].End
 	services := map[string]bool{}
@@ -94,7 +94,7 @@ func renderSVG(w io.Writer, t trace, title string, width int) error {
 		if i%2 == 0 {
 			p(`<rect x="0" y="%d" width="%d" height="%d" fill="#f6f6f6"/>`+"\n", y, width, rowHeight)
 		}
-		p(`<g><title>%s</title>`+"\n", esc(tooltip(r.span, start)))
+		p(`<g><title>%s</title>`+"\n", esc(tooltip(r.Span, start)))
 		c := colour[r.Service]
 		lx := 8 + r.Depth*indentStep
 		p(`<rect x="%d" y="%d" width="4" height="%d" fill="%s"/>`+"\n", lx, y+4, rowHeight-8, c)
@@ -134,7 +134,7 @@ func renderSVG(w io.Writer, t trace, title string, width int) error {
 
 // tooltip lists what Jaeger shows when a span is opened: service, name,
 // start offset, duration, and the attributes in key order.
-func tooltip(s span, traceStart time.Time) string {
+func tooltip(s Span, traceStart time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s\nstart +%s, duration %s", s.Service, s.Name, fmtDur(s.Start.Sub(traceStart)), fmtDur(s.End.Sub(s.Start)))
 	keys := make([]string, 0, len(s.Attributes))

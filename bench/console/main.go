@@ -1,0 +1,299 @@
+// Command console measures the console under load: against a running dev
+// stack (make dev: 2 orders and 2 payments instances), it sends orders at a
+// fixed rate for a bounded time, each paid through the whole stack, while it
+// reads the console's event stream and, in headless Chromium, the page
+// itself. It prints the page weight, the update rate and view size under
+// load, how long the console takes to read the stack, how long /api/view
+// takes to answer, and how long the page takes to render one view.
+//
+//	make dev                      # in another terminal
+//	go run ./bench/console -rate 100 -d 30s
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/console:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	consoleURL := flag.String("console", "http://127.0.0.1:8070", "the console")
+	ordersURLs := flag.String("orders", "http://127.0.0.1:8080,http://127.0.0.1:8081", "orders instances")
+	bankURL := flag.String("bank", "http://127.0.0.1:8099", "the bank")
+	apiKey := flag.String("key", "payonce-demo-key-1", "the demo caller's API key")
+	rate := flag.Int("rate", 100, "orders (hence payments) per second")
+	d := flag.Duration("d", 30*time.Second, "how long to send")
+	customers := flag.Int("customers", 8, "customers the orders spread over (the console watches them)")
+	browser := flag.Bool("browser", true, "also render the page in headless Chromium")
+	flag.Parse()
+
+	// Page weight: what a first load fetches.
+	weight := 0
+	for _, path := range []string{"/", "/app.js", "/style.css"} {
+		b, err := get(*consoleURL + path)
+		if err != nil {
+			return err
+		}
+		weight += len(b)
+	}
+	before, err := captures(*bankURL)
+	if err != nil {
+		return err
+	}
+	names := make([]string, *customers)
+	for i := range names {
+		names[i] = fmt.Sprintf("load-%d", i)
+		// A lookup makes the console watch the customer.
+		if _, err := get(*consoleURL + "/api/ring/lookup?customer=" + names[i]); err != nil {
+			return err
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), *d+2*time.Minute)
+	defer cancel()
+	var stream streamStats
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	go stream.read(streamCtx, *consoleURL+"/api/events")
+
+	var page *pageStats
+	if *browser {
+		page, err = openPage(streamCtx, *consoleURL)
+		if err != nil {
+			return err
+		}
+	}
+
+	// The load: one order per tick, spread over the orders instances.
+	instances := strings.Split(*ordersURLs, ",")
+	var sent, created, failed atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 128)
+	tick := time.NewTicker(time.Second / time.Duration(*rate))
+	var viewLatency []time.Duration
+	probe := time.NewTicker(500 * time.Millisecond)
+	start := time.Now()
+	stamp := start.UnixNano()
+	for n := 0; time.Since(start) < *d; {
+		select {
+		case <-tick.C:
+			n++
+			i := n
+			select {
+			case sem <- struct{}{}:
+			default:
+				failed.Add(1) // the stack is saturated: count it, do not queue
+				continue
+			}
+			sent.Add(1)
+			wg.Go(func() {
+				defer func() { <-sem }()
+				body := fmt.Sprintf(`{"customer_id":%q,"currency":"EUR","card":"4242424242424242","lines":[{"sku":"cup","quantity":1}]}`, names[i%len(names)])
+				if createOrder(instances[i%len(instances)], *apiKey, fmt.Sprintf("load-%d-%d", stamp, i), body) {
+					created.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			})
+		case <-probe.C:
+			t0 := time.Now()
+			if _, err := get(*consoleURL + "/api/view"); err == nil {
+				viewLatency = append(viewLatency, time.Since(t0))
+			}
+		}
+	}
+	sendTime := time.Since(start)
+	wg.Wait()
+	// Let the last payments settle, bounded.
+	var after int
+	settle := time.NewTicker(500 * time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); <-settle.C {
+		if after, err = captures(*bankURL); err == nil && int64(after-before) >= created.Load() {
+			break
+		}
+	}
+	stopStream()
+	stream.mu.Lock()
+	defer stream.mu.Unlock()
+
+	fmt.Printf("console under load (%d orders instances, %s sending)\n\n", len(instances), sendTime.Round(time.Second))
+	fmt.Printf("%-44s %s\n", "page weight (/, app.js, style.css)", kb(weight))
+	fmt.Printf("%-44s %.1f/s sent, %.1f/s created, %d refused or failed\n", "orders", float64(sent.Load())/sendTime.Seconds(),
+		float64(created.Load())/sendTime.Seconds(), failed.Load())
+	fmt.Printf("%-44s %d (%.1f/s over the run)\n", "captures at the bank", after-before, float64(after-before)/sendTime.Seconds())
+	fmt.Printf("%-44s %d views, %.2f/s\n", "event stream", len(stream.sizes), float64(len(stream.sizes))/stream.span().Seconds())
+	fmt.Printf("%-44s mean %s, max %s\n", "view size", kb(mean(stream.sizes)), kb(slices.Max(append(stream.sizes, 0))))
+	fmt.Printf("%-44s p50 %d ms, max %d ms\n", "time to read the stack for one view", pct(stream.readMS, 50), pct(stream.readMS, 100))
+	fmt.Printf("%-44s p50 %s, p95 %s, max %s\n", "GET /api/view while loaded", pctD(viewLatency, 50), pctD(viewLatency, 95), pctD(viewLatency, 100))
+	if page != nil {
+		st, err := page.stats()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-44s %d renders, mean %.1f ms, max %.1f ms\n", "page render of one view (Chromium)", st.Renders, st.TotalMs/float64(max(st.Renders, 1)), st.MaxMs)
+	}
+	return nil
+}
+
+func get(url string) ([]byte, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return b, err
+}
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+func createOrder(base, key, idem, body string) bool {
+	req, _ := http.NewRequest("POST", base+"/v1/orders", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Idempotency-Key", idem)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusCreated
+}
+
+func captures(bank string) (int, error) {
+	b, err := get(bank + "/v1/ledger?kind=capture")
+	if err != nil {
+		return 0, err
+	}
+	var l struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	return len(l.Entries), json.Unmarshal(b, &l)
+}
+
+// streamStats reads the console's event stream and keeps each view's size
+// and the console's own read time.
+type streamStats struct {
+	mu          sync.Mutex
+	sizes       []int
+	readMS      []int
+	first, last time.Time
+}
+
+func (s *streamStats) span() time.Duration { return max(s.last.Sub(s.first), time.Millisecond) }
+
+func (s *streamStats) read(ctx context.Context, url string) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 8<<20)
+	for sc.Scan() {
+		data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data: "))
+		if !ok {
+			continue
+		}
+		var v struct {
+			ReadMS int `json:"read_ms"`
+		}
+		_ = json.Unmarshal(data, &v)
+		s.mu.Lock()
+		now := time.Now()
+		if s.first.IsZero() {
+			s.first = now
+		}
+		s.last = now
+		s.sizes = append(s.sizes, len(data))
+		s.readMS = append(s.readMS, v.ReadMS)
+		s.mu.Unlock()
+	}
+}
+
+type pageStats struct{ ctx context.Context }
+
+type renderStats struct {
+	Renders int     `json:"renders"`
+	TotalMs float64 `json:"totalMs"`
+	MaxMs   float64 `json:"maxMs"`
+}
+
+func openPage(ctx context.Context, url string) (*pageStats, error) {
+	path := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		return nil, fmt.Errorf("no Chromium (apt-get install chromium), or run with -browser=false")
+	}
+	alloc, _ := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000))...)
+	tab, _ := chromedp.NewContext(alloc)
+	if err := chromedp.Do(tab, chromedp.Navigate(url)); err != nil {
+		return nil, err
+	}
+	return &pageStats{ctx: tab}, nil
+}
+
+func (p *pageStats) stats() (renderStats, error) {
+	return chromedp.Run(p.ctx, chromedp.Evaluate[renderStats](`window.consoleStats`))
+}
+
+func kb(n int) string { return fmt.Sprintf("%.1f kB", float64(n)/1000) }
+
+func mean(xs []int) int {
+	if len(xs) == 0 {
+		return 0
+	}
+	t := 0
+	for _, x := range xs {
+		t += x
+	}
+	return t / len(xs)
+}
+
+func pct(xs []int, p int) int {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func pctD(xs []time.Duration, p int) time.Duration {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	return s[min(len(s)-1, len(s)*p/100)].Round(time.Millisecond)
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color/palette"
+	"image/draw"
+	"image/png"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browserWait bounds every wait on the page. The stack runs under the race
+// detector on two shared cores next to a headless Chromium: generous, but
+// each wait ends as soon as its condition holds.
+const browserWait = 3 * time.Minute
+
+// TestConsoleInABrowser starts one dev stack (with its console, in dev
+// mode) and drives the console page in a real headless Chromium: the page
+// loads and streams with no console error; the rings show every instance; a
+// retry storm started from the page ends with one order and one capture at
+// the bank; killing the Raft leader from the page shows a new leader, and
+// restarting it brings the third node back; stopping a payments instance
+// moves its slots, and starting it moves them back. A screenshot of each
+// state is written to PAYONCE_CONSOLE_SCREENSHOTS (docs/img for the docs)
+// or a temporary directory.
+func TestConsoleInABrowser(t *testing.T) {
+	chromium := findChromium(t)
+	s := startStack(t)
+	consoleURL := s.urls["console"]
+	if consoleURL == "" || s.urls["devstack control"] == "" {
+		t.Fatalf("devstack printed no console or control URL: %v", s.urls)
+	}
+	shots := os.Getenv("PAYONCE_CONSOLE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000),
+		chromedp.Flag("disable-gpu", true))...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancelAll := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancelAll()
+
+	// Every console message, error or not, is kept; errors fail the test.
+	var mu sync.Mutex
+	var messages []chromedp.ConsoleMessage
+	console := chromedp.Console(ctx)
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			messages = append(messages, m)
+			mu.Unlock()
+		}
+	}()
+	errorsSoFar := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, m := range messages {
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				out = append(out, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+			}
+		}
+		return out
+	}
+
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v\nconsole errors: %v", what, err, errorsSoFar())
+		}
+	}
+	waitFor := func(what, expression string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expression,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(browserWait))); err != nil {
+			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+			t.Fatalf("%s: %v\nconsole errors: %v\npage:\n%s", what, err, errorsSoFar(), text)
+		}
+	}
+	eval := func(expression string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expression))
+		if err != nil {
+			t.Fatalf("%s: %v", expression, err)
+		}
+		return v
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		img, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		small, err := shrinkPNG(img)
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name), small, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot %s: %d bytes", name, len(small))
+	}
+
+	// The page loads and streams views, and the rings show every instance.
+	do("open the console", chromedp.Navigate(consoleURL))
+	waitFor("the page is live with a leader",
+		`document.querySelector('#conn').textContent === 'live' && document.querySelectorAll('#raft tr.leader').length === 1`)
+	waitFor("the rings show every instance", `['orders-1','orders-2'].every(n => document.querySelector('#ring-orders [data-member="'+n+'"]'))
+		&& ['payments-1','payments-2'].every(n => document.querySelector('#ring-payments [data-member="'+n+'"]'))
+		&& document.querySelectorAll('#ring-orders [data-member], #ring-payments [data-member]').length === 4`)
+	waitFor("three coordinators answer", `document.querySelectorAll('#raft tr[data-node]').length === 3`)
+	do("look up a customer", chromedp.SetValue(chromedp.CSS("#lookup-customer"), "alice"),
+		chromedp.Click(chromedp.CSS("#lookup button")))
+	waitFor("alice has an owner on both rings", `document.querySelectorAll('#placements [data-placement]').length === 2`)
+	screenshot("console-overview.png")
+
+	// A storm from the page: 20 identical requests, one key, one order, one
+	// capture at the bank.
+	do("start a storm", chromedp.SetValue(chromedp.CSS("#storm-n"), "20"),
+		chromedp.SetValue(chromedp.CSS("#storm-customer"), "storm-browser"), chromedp.Click(chromedp.CSS("#storm-start")))
+	waitFor("the storm ends", `document.querySelector('#storms tr[data-done="true"]') !== null`)
+	row := eval(`document.querySelector('#storms tr[data-done="true"]').innerText`)
+	charges := eval(`document.querySelector('#storms tr[data-done="true"] .charges').innerText.trim()`)
+	if charges != "1" {
+		t.Fatalf("the storm's row says %q charges, want 1: %s", charges, row)
+	}
+	storm := consoleStorm(t, consoleURL)
+	if storm.Orders != 1 || storm.Charges != 1 || storm.OrderStatus != "paid" ||
+		storm.Answers.First != 1 || storm.Answers.First+storm.Answers.Replayed != 20 {
+		t.Fatalf("storm result %+v: want 20 answers for 1 order (1 first, 19 replays) and 1 charge", storm)
+	}
+	// The console's count is checked against the bank itself.
+	if n := bankCaptures(t, s.urls["bank"], storm.PaymentID); n != 1 {
+		t.Fatalf("the bank's ledger holds %d captures of payment %s, want 1", n, storm.PaymentID)
+	}
+	waitFor("the storm's order shows as paid", `[...document.querySelectorAll('#orders tbody tr')].some(r => r.innerText.includes('storm-browser') && r.innerText.includes('paid'))`)
+	screenshot("console-storm.png")
+
+	// Kill the leader from the page: a new leader shows, then restart it.
+	old := eval(`document.querySelector('#leader').textContent`)
+	do("kill the leader", chromedp.Click(chromedp.CSS("#kill-leader")))
+	waitFor("a new leader", fmt.Sprintf(`(() => { const l = document.querySelector('#leader').textContent;
+		return l !== %q && l !== 'none' && l !== '?' && document.querySelectorAll('#raft tr.down').length === 1
+			&& document.querySelectorAll('#raft tr.leader').length === 1; })()`, old))
+	t.Logf("leader %s killed; new leader %s", old, eval(`document.querySelector('#leader').textContent`))
+	screenshot("console-leader-killed.png")
+	do("restart the old leader", chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-start="coordinator-%s"]`, old))))
+	waitFor("three coordinators again", `document.querySelectorAll('#raft tr[data-node]').length === 3 && !document.querySelector('#raft tr.down')`)
+
+	// Stop a payments instance: it leaves the ring and its slots move.
+	do("stop payments-2", chromedp.Click(chromedp.CSS(`#ring-payments [data-stop="payments-2"]`)))
+	waitFor("payments-2 left the ring", `document.querySelectorAll('#ring-payments [data-member]').length === 1
+		&& document.querySelectorAll('#ring-payments path.moved').length > 0`)
+	screenshot("console-ring-moved.png")
+	do("start payments-2", chromedp.Click(chromedp.CSS(`[data-start="payments-2"]`)))
+	waitFor("payments-2 is back on the ring", `document.querySelectorAll('#ring-payments [data-member]').length === 2`)
+
+	if errs := errorsSoFar(); len(errs) > 0 {
+		t.Fatalf("the page logged errors: %v", errs)
+	}
+	cancelAll()
+	<-consoleDone
+}
+
+// findChromium locates the browser; .ci/run installs Debian's chromium.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no Chromium found: the console's browser tests need it (apt-get install chromium; .ci/run installs it)")
+	return ""
+}
+
+type stormView struct {
+	Orders      int    `json:"orders"`
+	Charges     int    `json:"charges"`
+	OrderStatus string `json:"order_status"`
+	PaymentID   string `json:"payment_id"`
+	Answers     struct {
+		First    int `json:"first"`
+		Replayed int `json:"replayed"`
+	} `json:"answers"`
+}
+
+// consoleStorm reads the latest storm from the console's own JSON view.
+func consoleStorm(t *testing.T, consoleURL string) stormView {
+	t.Helper()
+	resp, err := http.Get(consoleURL + "/api/view")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Storms []stormView `json:"storms"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || len(v.Storms) == 0 {
+		t.Fatalf("console view: %v (%d storms)", err, len(v.Storms))
+	}
+	return v.Storms[0]
+}
+
+func bankCaptures(t *testing.T, bankURL, paymentID string) int {
+	t.Helper()
+	resp, err := http.Get(bankURL + "/v1/ledger?kind=capture&reference=" + paymentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		t.Fatal(err)
+	}
+	return len(l.Entries)
+}
+
+// shrinkPNG re-encodes a screenshot with a 216-colour palette: the page is
+// flat colours and text, so it stays legible at a fraction of the size.
+func shrinkPNG(data []byte) ([]byte, error) {
+	src, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	dst := image.NewPaletted(src.Bounds(), palette.WebSafe)
+	draw.Draw(dst, dst.Bounds(), src, src.Bounds().Min, draw.Src)
+	var out bytes.Buffer
+	enc := png.Encoder{CompressionLevel: png.BestCompression}
+	if err := enc.Encode(&out, dst); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}

@@ -1,0 +1,139 @@
+// Command console serves payonce's console: one web page that shows the
+// ring, the Raft coordinators, the locks, the latest orders and payments and
+// the idempotency counters of a running stack, live, and (in dev mode only)
+// buttons that break things. See package console and docs/console.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/payonce/payonce/internal/envconfig"
+	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/telemetry"
+	"github.com/payonce/payonce/services/console"
+	consolehttp "github.com/payonce/payonce/services/console/http"
+	"github.com/payonce/payonce/services/console/remote"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "console:", err)
+		os.Exit(1)
+	}
+}
+
+// config is everything the console reads from its environment; the
+// defaults fit `make dev` and the compose stack's published ports.
+type config struct {
+	// CONSOLE_ADDR (127.0.0.1:8070): where the page is served.
+	Addr string
+	// CONSOLE_COORDINATOR_URLS (http://127.0.0.1:8101,8102,8103): every
+	// coordinator node, to show each one's own view.
+	CoordinatorURLs []string
+	// CONSOLE_BANK_URL (http://127.0.0.1:8099): the simulated bank.
+	BankURL string
+	// CONSOLE_API_KEY (payonce-demo-key-1): the demo caller's key, the only
+	// credential the console uses; it reads orders and payments as that caller.
+	APIKey string
+	// CONSOLE_DEV_MODE (false): allow the actions. Off, every action is
+	// refused with 403 and the page only looks.
+	DevMode bool
+	// CONSOLE_CONTROL_URL (empty): the dev stack's control endpoint, for
+	// process actions; empty under compose (the page shows commands).
+	ControlURL string
+	// CONSOLE_JAEGER_URL (empty): the Jaeger UI, for trace links.
+	JaegerURL string
+	// CONSOLE_INTERVAL (500ms): how often the stack is read (the page's
+	// update rate).
+	Interval time.Duration
+	// CONSOLE_CUSTOMERS (alice): customers watched from the start.
+	Customers []string
+	// CONSOLE_PAUSE_FOR (20s): how long "pause" freezes an instance; longer
+	// than PAYMENTS_LOCK_TTL (15s) so its lease expires meanwhile.
+	PauseFor time.Duration
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	env := envconfig.New(getenv)
+	cfg := config{
+		Addr: env.String("CONSOLE_ADDR", "127.0.0.1:8070"),
+		CoordinatorURLs: env.List("CONSOLE_COORDINATOR_URLS",
+			[]string{"http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103"}),
+		BankURL:    env.String("CONSOLE_BANK_URL", "http://127.0.0.1:8099"),
+		APIKey:     env.String("CONSOLE_API_KEY", "payonce-demo-key-1"),
+		DevMode:    env.Bool("CONSOLE_DEV_MODE", false),
+		ControlURL: env.String("CONSOLE_CONTROL_URL", ""),
+		JaegerURL:  strings.TrimSuffix(env.String("CONSOLE_JAEGER_URL", ""), "/"),
+		Interval:   env.Duration("CONSOLE_INTERVAL", 500*time.Millisecond),
+		Customers:  env.List("CONSOLE_CUSTOMERS", []string{"alice"}),
+		PauseFor:   env.Duration("CONSOLE_PAUSE_FOR", 20*time.Second),
+	}
+	if err := env.Err(); err != nil {
+		return cfg, err
+	}
+	if cfg.Interval < 50*time.Millisecond {
+		return cfg, fmt.Errorf("CONSOLE_INTERVAL=%s: at least 50ms", cfg.Interval)
+	}
+	if len(cfg.CoordinatorURLs) == 0 {
+		return cfg, fmt.Errorf("CONSOLE_COORDINATOR_URLS: at least one URL")
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "console", Getenv: getenv, LogOutput: stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(shutdownCtx)
+	}()
+
+	stack := remote.NewStack(remote.Config{CoordinatorURLs: cfg.CoordinatorURLs, BankURL: cfg.BankURL, APIKey: cfg.APIKey})
+	ccfg := console.Config{Stack: stack, DevMode: cfg.DevMode, JaegerURL: cfg.JaegerURL,
+		Interval: cfg.Interval, Customers: cfg.Customers, PauseFor: cfg.PauseFor}
+	if cfg.ControlURL != "" {
+		ccfg.Control = remote.NewControl(cfg.ControlURL, 0)
+	}
+	c := console.New(ccfg)
+	go func() { _ = c.Run(ctx) }()
+
+	handler := httpkit.Router(httpkit.RouterConfig{
+		API:     consolehttp.NewHandler(c, cfg.DevMode, tel.Logger),
+		Metrics: tel.MetricsHandler(),
+		// The page's own requests (a view stream lasts as long as the tab)
+		// are not traced: the traces a learner opens are the stack's. A
+		// storm's requests carry the trace the console starts for it.
+		TracerProvider: noop.NewTracerProvider(),
+		Logger:         tel.Logger,
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	tel.Logger.InfoContext(ctx, "console listening", "url", "http://"+ln.Addr().String(), "dev_mode", cfg.DevMode,
+		"control", cfg.ControlURL != "")
+	// Request contexts derive from ctx, so the event streams end when the
+	// console stops and the graceful shutdown does not wait for them.
+	srv := &http.Server{Handler: handler, BaseContext: func(net.Listener) context.Context { return ctx }}
+	return httpkit.Serve(ctx, srv, ln, 5*time.Second)
+}

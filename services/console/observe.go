@@ -1,0 +1,480 @@
+package console
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/payonce/payonce/pkg/ring"
+)
+
+// Services are the partitioned services whose rings the console draws.
+var Services = []string{"orders", "payments"}
+
+// Limits on what one View holds, so the page stays small whatever the load:
+// the console shows the latest records, not all of them.
+const (
+	maxWatched = 8  // customers whose orders and payments are read
+	perList    = 20 // orders (and payments) in one view
+	maxKeys    = 10 // idempotency keys the console sent
+	maxStorms  = 5  // storms kept with their results
+	// movedFor is how long the slots of a membership change stay marked as
+	// moved, so the page can animate them.
+	movedFor = 10 * time.Second
+	// releasedFor is how long a released lock stays on the page.
+	releasedFor = 30 * time.Second
+	maxLocks    = 20
+)
+
+// Config configures a Console.
+type Config struct {
+	// Stack is what the console reads and acts on.
+	Stack Stack
+	// Control is the dev stack's control endpoint; nil under docker compose.
+	Control Control
+	// DevMode allows actions; without it every action is refused.
+	DevMode bool
+	// JaegerURL is the base URL of a Jaeger UI for trace links, or "".
+	JaegerURL string
+	// Interval is how often the stack is read and a new View published.
+	Interval time.Duration
+	// Customers are watched from the start (more are added by lookups and
+	// storms, the most recent first).
+	Customers []string
+	// PauseFor is how long "pause an instance" freezes it: longer than the
+	// payments lock TTL, so its lease expires while it sleeps.
+	PauseFor time.Duration
+}
+
+// Console reads the stack every Interval into a View and hands each View to
+// its subscribers. Its methods are safe for concurrent use.
+type Console struct {
+	cfg Config
+
+	mu        sync.Mutex
+	view      View
+	subs      map[chan View]struct{}
+	watched   []string
+	timelines map[string][]Transition
+	traces    map[string]string // order id -> trace id of the request that made it
+	rings     map[string]*ring.Snapshot
+	moved     map[string]RingView // service -> the last move seen (Moved, MovedAt)
+	keys      []KeyCounts
+	storms    []StormResult
+	locksSeen map[string]seenLock // by name: the last grant seen, and when
+}
+
+type seenLock struct {
+	lock LockView
+	at   time.Time
+}
+
+// New returns a console; Run makes it read the stack.
+func New(cfg Config) *Console {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 500 * time.Millisecond
+	}
+	if cfg.PauseFor <= 0 {
+		cfg.PauseFor = 20 * time.Second
+	}
+	c := &Console{
+		cfg: cfg, subs: map[chan View]struct{}{}, timelines: map[string][]Transition{},
+		traces: map[string]string{}, rings: map[string]*ring.Snapshot{}, moved: map[string]RingView{},
+		locksSeen: map[string]seenLock{},
+	}
+	for _, id := range cfg.Customers {
+		c.Watch(id)
+	}
+	c.view = View{DevMode: cfg.DevMode, Control: cfg.Control != nil, JaegerURL: cfg.JaegerURL,
+		Coordinators: []CoordinatorNode{}, Locks: []LockView{}, Rings: []RingView{}, Orders: []Record{}, Payments: []Record{},
+		Idempotency: []IdempotencyCounts{}, Keys: []KeyCounts{}, Storms: []StormResult{}, Problems: []string{}}
+	return c
+}
+
+// Run reads the stack every Interval until ctx ends.
+func (c *Console) Run(ctx context.Context) error {
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		c.Refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// View returns the latest view.
+func (c *Console) View() View {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.view
+}
+
+// Subscribe returns a channel that receives every new view (a slow reader
+// misses intermediate ones, never the latest) and a function that ends the
+// subscription.
+func (c *Console) Subscribe() (<-chan View, func()) {
+	ch := make(chan View, 1)
+	c.mu.Lock()
+	c.subs[ch] = struct{}{}
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.subs, ch)
+		c.mu.Unlock()
+	}
+}
+
+// Watch adds a customer to the ones whose orders and payments are shown,
+// as the most recent.
+func (c *Console) Watch(customerID string) {
+	if customerID == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watched = slices.DeleteFunc(c.watched, func(s string) bool { return s == customerID })
+	c.watched = append([]string{customerID}, c.watched...)
+	if len(c.watched) > maxWatched {
+		c.watched = c.watched[:maxWatched]
+	}
+}
+
+// Placement is where a customer lives on one service's ring.
+type Placement struct {
+	Service string `json:"service"`
+	Slot    int    `json:"slot"`
+	Owner   string `json:"owner"`
+	// Successors are the owner followed by the next distinct members, the
+	// order in which instances would take the customer over.
+	Successors []string `json:"successors"`
+}
+
+// Lookup places a customer on every ring, exactly as the services do (the
+// same pkg/ring snapshot the coordinator replicates), and watches it.
+func (c *Console) Lookup(customerID string) ([]Placement, error) {
+	if err := validCustomer(customerID); err != nil {
+		return nil, err
+	}
+	c.Watch(customerID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := []Placement{}
+	for _, svc := range Services {
+		s := c.rings[svc]
+		if s == nil {
+			continue
+		}
+		owner, _ := s.Owner(customerID)
+		out = append(out, Placement{Service: svc, Slot: s.Slot(customerID), Owner: owner,
+			Successors: s.Successors(customerID, s.Len(), nil)})
+	}
+	return out, nil
+}
+
+// Refresh reads the stack once, publishes the new view and returns it. Parts
+// that do not answer are listed in the view's Problems; the rest is shown.
+func (c *Console) Refresh(ctx context.Context) View {
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, max(2*time.Second, c.cfg.Interval))
+	defer cancel()
+	v := View{DevMode: c.cfg.DevMode, Control: c.cfg.Control != nil, JaegerURL: c.cfg.JaegerURL,
+		Problems: []string{}, Locks: []LockView{}, Keys: []KeyCounts{}, Storms: []StormResult{}}
+	var mu sync.Mutex // guards v.Problems while the reads below run at once
+	problem := func(format string, args ...any) {
+		mu.Lock()
+		v.Problems = append(v.Problems, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+
+	urls := c.cfg.Stack.CoordinatorURLs()
+	v.Coordinators = make([]CoordinatorNode, len(urls))
+	for i, u := range urls {
+		wg.Go(func() {
+			st, err := c.cfg.Stack.NodeStatus(ctx, u)
+			if err != nil {
+				problem("coordinator %s: %v", u, err)
+				v.Coordinators[i] = CoordinatorNode{URL: u}
+				return
+			}
+			v.Coordinators[i] = CoordinatorNode{URL: u, Up: true, NodeStatus: st}
+		})
+	}
+	members := make([]Membership, len(Services))
+	for i, svc := range Services {
+		wg.Go(func() {
+			m, err := c.cfg.Stack.Membership(ctx, svc)
+			if err != nil {
+				problem("%s membership: %v", svc, err)
+			}
+			m.Service = svc
+			members[i] = m
+		})
+	}
+	wg.Go(func() {
+		f, err := c.cfg.Stack.BankFaults(ctx)
+		if err != nil {
+			problem("bank: %v", err)
+			return
+		}
+		n, err := c.cfg.Stack.BankCaptures(ctx, "")
+		if err != nil {
+			problem("bank ledger: %v", err)
+		}
+		v.Bank = BankView{Faults: f, Captures: n}
+	})
+	if c.cfg.Control != nil {
+		wg.Go(func() {
+			ps, err := c.cfg.Control.Processes(ctx)
+			if err != nil {
+				problem("dev stack control: %v", err)
+				return
+			}
+			v.Processes = ps
+		})
+	}
+	wg.Wait()
+
+	v.LeaderID, v.Locks = leaderOf(v.Coordinators)
+	v.Rings = c.ringViews(members)
+
+	// The records and counters need the instances' addresses.
+	var orders, all []Instance
+	for _, m := range members {
+		all = append(all, m.Instances...)
+		if m.Service == "orders" {
+			orders = m.Instances
+		}
+	}
+	v.Idempotency = make([]IdempotencyCounts, len(all))
+	for i, inst := range all {
+		wg.Go(func() {
+			n, err := c.cfg.Stack.Idempotency(ctx, inst)
+			if err != nil {
+				problem("%s metrics: %v", inst.Name, err)
+			}
+			n.Instance = inst.Name
+			v.Idempotency[i] = n
+		})
+	}
+	var ords []Order
+	var pays []Payment
+	if len(orders) > 0 {
+		addr := orders[0].Addr
+		var payAddr string
+		for _, m := range members {
+			if m.Service == "payments" && len(m.Instances) > 0 {
+				payAddr = m.Instances[0].Addr
+			}
+		}
+		for _, id := range c.watchedCustomers() {
+			wg.Go(func() {
+				os, err := c.cfg.Stack.CustomerOrders(ctx, addr, id)
+				if err != nil {
+					problem("orders of %s: %v", id, err)
+				}
+				var ps []Payment
+				if payAddr != "" {
+					if ps, err = c.cfg.Stack.CustomerPayments(ctx, payAddr, id); err != nil {
+						problem("payments of %s: %v", id, err)
+					}
+				}
+				mu.Lock()
+				ords, pays = append(ords, os...), append(pays, ps...)
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	slices.SortFunc(v.Problems, cmp.Compare)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v.Orders, v.Payments = c.records(ords, pays)
+	v.Locks = c.withReleased(v.Locks)
+	v.Keys = slices.Clone(c.keys)
+	v.Storms = slices.Clone(c.storms)
+	v.Seq = c.view.Seq + 1
+	v.At = time.Now()
+	v.ReadMS = v.At.Sub(began).Milliseconds()
+	c.view = v
+	for ch := range c.subs {
+		select { // keep only the latest view for a slow reader
+		case <-ch:
+		default:
+		}
+		ch <- v
+	}
+	return v
+}
+
+func (c *Console) watchedCustomers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.watched)
+}
+
+// leaderOf names the leader: the node that says it leads, else the one most
+// nodes name. The locks shown are the leader's replica's, or any node's.
+func leaderOf(nodes []CoordinatorNode) (string, []LockView) {
+	votes := map[string]int{}
+	leader, locks := "", []LockView(nil)
+	for _, n := range nodes {
+		if !n.Up {
+			continue
+		}
+		if locks == nil {
+			locks = n.Locks
+		}
+		if n.State == "Leader" {
+			return n.ID, nonNil(n.Locks)
+		}
+		if n.LeaderID != "" {
+			votes[n.LeaderID]++
+		}
+	}
+	for id, n := range votes {
+		if n > votes[leader] || (n == votes[leader] && id < leader) {
+			leader = id
+		}
+	}
+	return leader, nonNil(locks)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ringViews draws each service's ring and remembers it, to tell which slots
+// moved when the membership changes. Called without c.mu held.
+func (c *Console) ringViews(members []Membership) []RingView {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := []RingView{}
+	for _, m := range members {
+		rv := RingView{Service: m.Service, Version: m.Version, Members: []RingMember{}, Owners: []int{}, Moved: []int{}}
+		s := m.Ring
+		if s == nil {
+			out = append(out, rv)
+			continue
+		}
+		addrs := map[string]string{}
+		for _, inst := range m.Instances {
+			addrs[inst.Name] = inst.Addr
+		}
+		index := map[string]int{}
+		for i, mb := range s.Members() {
+			index[mb.Name] = i
+			rv.Members = append(rv.Members, RingMember{Name: mb.Name, Addr: addrs[mb.Name]})
+		}
+		rv.Owners = make([]int, s.SlotCount())
+		for slot := range rv.Owners {
+			name, _ := s.SlotOwner(slot)
+			rv.Owners[slot] = index[name]
+			rv.Members[index[name]].Slots++
+		}
+		rv.Fingerprint = fmt.Sprintf("%016x", s.Fingerprint())
+		prev := c.rings[m.Service]
+		if prev != nil && prev.Fingerprint() != s.Fingerprint() {
+			moved := RingView{MovedAt: time.Now(), Moved: []int{}}
+			h := ring.Diff(prev, s)
+			seen := map[int]bool{}
+			for _, mv := range h.Moves {
+				for slot := mv.First; slot <= mv.Last; slot++ {
+					// Diff numbers slots in the larger table; the page draws
+					// the current one, where slot s holds the keys of s&mask.
+					if cur := slot & (s.SlotCount() - 1); !seen[cur] {
+						seen[cur] = true
+						moved.Moved = append(moved.Moved, cur)
+					}
+				}
+			}
+			slices.Sort(moved.Moved)
+			c.moved[m.Service] = moved
+		}
+		c.rings[m.Service] = s
+		if mv, ok := c.moved[m.Service]; ok && time.Since(mv.MovedAt) < movedFor {
+			rv.Moved, rv.MovedAt = mv.Moved, mv.MovedAt
+		}
+		out = append(out, rv)
+	}
+	return out
+}
+
+// records turns the orders and payments read into the view's newest-first
+// lists, extending each one's timeline with a state not seen before. Called
+// with c.mu held.
+func (c *Console) records(ords []Order, pays []Payment) (orders, payments []Record) {
+	now := time.Now()
+	keep := map[string][]Transition{}
+	track := func(r Record, created time.Time) Record {
+		tl := c.timelines[r.ID]
+		if len(tl) == 0 {
+			tl = []Transition{{Status: "created", At: created}}
+		}
+		if tl[len(tl)-1].Status != r.Status {
+			tl = append(tl, Transition{Status: r.Status, At: now})
+		}
+		keep[r.ID] = tl
+		r.Timeline = tl
+		return r
+	}
+	slices.SortFunc(ords, func(a, b Order) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	ords = slices.CompactFunc(ords, func(a, b Order) bool { return a.ID == b.ID })
+	slices.SortFunc(pays, func(a, b Payment) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	pays = slices.CompactFunc(pays, func(a, b Payment) bool { return a.ID == b.ID })
+	orders, payments = []Record{}, []Record{}
+	for _, o := range ords[:min(len(ords), perList)] {
+		orders = append(orders, track(Record{ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, Amount: o.Total,
+			Currency: o.Currency, Link: o.PaymentID, TraceID: c.traces[o.ID]}, o.CreatedAt))
+	}
+	for _, p := range pays[:min(len(pays), perList)] {
+		payments = append(payments, track(Record{ID: p.ID, CustomerID: p.CustomerID, Status: p.Status, Amount: p.Amount,
+			Currency: p.Currency, Link: p.OrderID, TraceID: c.traces[p.OrderID]}, p.CreatedAt))
+	}
+	c.timelines = keep
+	return orders, payments
+}
+
+// withReleased adds to the held locks the ones seen held within
+// releasedFor and not held now, marked released. Called with c.mu held.
+func (c *Console) withReleased(held []LockView) []LockView {
+	now := time.Now()
+	out := slices.Clone(held)
+	for _, l := range held {
+		c.locksSeen[l.Name] = seenLock{lock: l, at: now}
+	}
+	for name, s := range c.locksSeen {
+		if now.Sub(s.at) > releasedFor {
+			delete(c.locksSeen, name)
+			continue
+		}
+		if !slices.ContainsFunc(held, func(l LockView) bool { return l.Name == name }) {
+			l := s.lock
+			l.Released, l.Waiters = true, 0
+			out = append(out, l)
+		}
+	}
+	slices.SortFunc(out, func(a, b LockView) int {
+		if a.Released != b.Released {
+			if a.Released {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	if len(out) > maxLocks {
+		out = out[:maxLocks]
+	}
+	return out
+}

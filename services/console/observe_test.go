@@ -1,0 +1,162 @@
+package console
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payonce/payonce/pkg/ring"
+)
+
+// stubStack answers the console's reads from fields a test sets; the storm
+// path counts its create requests.
+type stubStack struct {
+	mu       sync.Mutex
+	members  map[string][]string
+	snapshot map[string]*ring.Snapshot
+	nodes    map[string]NodeStatus
+	creates  int
+}
+
+func (s *stubStack) CoordinatorURLs() []string { return []string{"c1", "c2", "c3"} }
+func (s *stubStack) NodeStatus(_ context.Context, u string) (NodeStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.nodes[u]
+	if !ok {
+		return st, context.DeadlineExceeded
+	}
+	return st, nil
+}
+func (s *stubStack) Membership(_ context.Context, svc string) (Membership, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := Membership{Service: svc, Ring: s.snapshot[svc]}
+	for _, n := range s.members[svc] {
+		m.Instances = append(m.Instances, Instance{Name: n, Addr: "http://" + n})
+	}
+	return m, nil
+}
+func (s *stubStack) Idempotency(_ context.Context, inst Instance) (IdempotencyCounts, error) {
+	return IdempotencyCounts{Instance: inst.Name}, nil
+}
+func (s *stubStack) CustomerOrders(context.Context, string, string) ([]Order, error) { return nil, nil }
+func (s *stubStack) CustomerPayments(context.Context, string, string) ([]Payment, error) {
+	return nil, nil
+}
+func (s *stubStack) CreateOrder(context.Context, string, string, string, []byte) (OrderReply, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.creates++
+	a := AnswerReplayed
+	if s.creates == 1 {
+		a = AnswerFirst
+	}
+	return OrderReply{Answer: a, Order: Order{ID: "o1"}}, nil
+}
+func (s *stubStack) GetOrder(context.Context, string, string) (Order, error) {
+	return Order{ID: "o1", Status: "paid", PaymentID: "p1"}, nil
+}
+func (s *stubStack) BankFaults(context.Context) (BankFaults, error)    { return BankFaults{}, nil }
+func (s *stubStack) SetBankFaults(context.Context, BankFaults) error   { return nil }
+func (s *stubStack) BankCaptures(context.Context, string) (int, error) { return 1, nil }
+
+func (s *stubStack) setMembers(t *testing.T, svc string, names ...string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ms []ring.Member
+	for _, n := range names {
+		ms = append(ms, ring.Member{Name: n})
+	}
+	next, err := ring.Rebalance(s.snapshot[svc], ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.snapshot[svc], s.members[svc] = next, names
+}
+
+// TestRingViewMarksExactlyTheSlotsThatMoved: when an instance leaves, the
+// view's Moved lists exactly the slots whose owner changed (pkg/ring's Diff,
+// the same table the services use), every slot has an owner, and a lookup
+// agrees with the ring.
+func TestRingViewMarksExactlyTheSlotsThatMoved(t *testing.T) {
+	s := &stubStack{members: map[string][]string{}, snapshot: map[string]*ring.Snapshot{}, nodes: map[string]NodeStatus{
+		"c1": {ID: "c1", State: "Leader", LeaderID: "c1"}, "c2": {ID: "c2", State: "Follower", LeaderID: "c1"},
+	}}
+	s.setMembers(t, "payments", "payments-1", "payments-2", "payments-3")
+	s.setMembers(t, "orders", "orders-1")
+	c := New(Config{Stack: s})
+	ctx := context.Background()
+	v := c.Refresh(ctx)
+	if v.LeaderID != "c1" || len(v.Rings) != 2 || len(v.Rings[1].Moved) != 0 || len(v.Problems) != 1 {
+		t.Fatalf("first view: leader %q, rings %d, problems %v", v.LeaderID, len(v.Rings), v.Problems)
+	}
+	before := s.snapshot["payments"]
+	s.setMembers(t, "payments", "payments-1", "payments-3")
+	v = c.Refresh(ctx)
+	pay := v.Rings[1]
+	if pay.Service != "payments" || len(pay.Members) != 2 {
+		t.Fatalf("payments ring %+v", pay.Members)
+	}
+	var want []int
+	for slot := range before.SlotCount() {
+		was, _ := before.SlotOwner(slot)
+		if was == "payments-2" {
+			want = append(want, slot)
+		}
+	}
+	if !slices.Equal(pay.Moved, want) || len(want) == 0 {
+		t.Fatalf("moved %d slots, want the %d payments-2 owned", len(pay.Moved), len(want))
+	}
+	total := 0
+	for _, m := range pay.Members {
+		total += m.Slots
+	}
+	if total != len(pay.Owners) {
+		t.Fatalf("members own %d slots of %d", total, len(pay.Owners))
+	}
+	ps, err := c.Lookup("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, _ := s.snapshot["payments"].Owner("alice")
+	if len(ps) != 2 || ps[1].Owner != owner || ps[1].Successors[0] != owner || len(ps[1].Successors) != 2 {
+		t.Fatalf("lookup %+v, want owner %s", ps, owner)
+	}
+	if _, err := c.Lookup("<bad>"); err == nil {
+		t.Fatal("a bad customer id was looked up")
+	}
+}
+
+// TestStormCountsEveryAnswer runs a storm against the stub: every request
+// is counted once, one order comes back, and the result is settled.
+func TestStormCountsEveryAnswer(t *testing.T) {
+	s := &stubStack{members: map[string][]string{}, snapshot: map[string]*ring.Snapshot{}}
+	s.setMembers(t, "orders", "orders-1", "orders-2")
+	c := New(Config{Stack: s, DevMode: true})
+	res, err := c.StartStorm(context.Background(), StormRequest{Requests: 30, CustomerID: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	views, stop := c.Subscribe()
+	defer stop()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("the storm did not finish within a minute: %+v", c.View().Storms)
+		}
+		c.Refresh(context.Background())
+		v := <-views
+		if len(v.Storms) == 1 && v.Storms[0].Done {
+			got := v.Storms[0]
+			if got.ID != res.ID || got.Orders != 1 || got.Answers.First != 1 || got.Answers.Replayed != 29 ||
+				got.Charges != 1 || got.OrderStatus != "paid" || len(v.Keys) != 1 || v.Keys[0].Key != res.Key {
+				t.Fatalf("storm %+v keys %+v", got, v.Keys)
+			}
+			return
+		}
+	}
+}
