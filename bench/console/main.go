@@ -79,7 +79,7 @@ func run() error {
 
 	var page *pageStats
 	if *browser {
-		page, err = openPage(streamCtx, *consoleURL)
+		page, err = openPage(ctx, *consoleURL)
 		if err != nil {
 			return err
 		}

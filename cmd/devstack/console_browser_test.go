@@ -156,6 +156,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	waitFor("the storm's order shows as paid", `[...document.querySelectorAll('#orders tbody tr')].some(r => r.innerText.includes('storm-browser') && r.innerText.includes('paid'))`)
 	screenshot("console-storm.png")
 
+	// The storm's trace, drawn inline from the dev stack's sink (no Jaeger
+	// UI here): the order's row offers it once its spans have arrived.
+	waitForTrace(t, s.urls["devstack control"], storm.TraceID)
+	do("draw the storm's trace", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#orders [data-trace="%s"]`, storm.TraceID))))
+	waitFor("the waterfall is drawn", `(() => { const img = document.querySelector('#waterfall img');
+		return img !== null && img.complete && img.naturalWidth > 0; })()`)
+	screenshot("console-trace.png")
+
 	// Kill the leader from the page: a new leader shows, then restart it.
 	old := eval(`document.querySelector('#leader').textContent`)
 	do("kill the leader", chromedp.Click(chromedp.CSS("#kill-leader")))
@@ -195,6 +203,7 @@ func findChromium(t *testing.T) string {
 }
 
 type stormView struct {
+	TraceID     string `json:"trace_id"`
 	Orders      int    `json:"orders"`
 	Charges     int    `json:"charges"`
 	OrderStatus string `json:"order_status"`
@@ -253,4 +262,27 @@ func shrinkPNG(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+// waitForTrace waits until the dev stack's sink holds spans of the trace, so
+// the page's request for its picture is answered (a 404 would be a console
+// error).
+func waitForTrace(t *testing.T, controlURL, traceID string) {
+	t.Helper()
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	deadline := time.Now().Add(browserWait)
+	for {
+		resp, err := http.Get(controlURL + "/traces/" + traceID)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace %s never reached the sink (%v)", traceID, err)
+		}
+		<-poll.C
+	}
 }

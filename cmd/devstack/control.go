@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/payonce/payonce/internal/otlpsink"
 	"github.com/payonce/payonce/internal/proc"
 )
 
@@ -162,6 +163,8 @@ type processState struct {
 //	POST /processes/{name}/start        start a stopped or killed process again
 //	POST /processes/{name}/stop         SIGTERM, wait for it to exit
 //	POST /processes/{name}/pause?seconds=N   SIGSTOP for N seconds (1-120), then SIGCONT
+//	GET  /traces/{id}                   a trace the built-in sink holds, in the dump format
+//	                                    (with Jaeger, ask its API instead)
 func (s *stack) controlHandler(coordinatorURLs []string) http.Handler {
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, status int, v any) {
@@ -212,6 +215,17 @@ func (s *stack) controlHandler(coordinatorURLs []string) http.Handler {
 			return
 		}
 		reply(w, http.StatusOK, map[string]string{"killed": m.name})
+	})
+	mux.HandleFunc("GET /traces/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var spans []otlpsink.Span
+		if s.sink != nil {
+			spans = s.sink.Trace(r.PathValue("id"))
+		}
+		if len(spans) == 0 {
+			reply(w, http.StatusNotFound, map[string]string{"error": "no such trace in the built-in sink"})
+			return
+		}
+		reply(w, http.StatusOK, dumpOf(r.PathValue("id"), spans))
 	})
 	action := func(do func(*managed, *http.Request) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -283,10 +297,14 @@ func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordU
 	}
 	srv := &http.Server{Handler: s.controlHandler(coordURLs), ReadHeaderTimeout: 5 * time.Second}
 	s.onStop(func() error {
-		_ = ln.Close() // in case Serve never ran
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(shutdownCtx)
+		err := srv.Shutdown(shutdownCtx)
+		// Shutdown closes the listener when Serve ran; when it never did
+		// (the console failed to start), it is still open. Closing it first
+		// made Shutdown fail with "use of closed network connection".
+		_ = ln.Close()
+		return err
 	})
 	controlURL := "http://" + ln.Addr().String()
 
@@ -300,6 +318,7 @@ func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordU
 		"CONSOLE_DEV_MODE=true",
 		"CONSOLE_CONTROL_URL=" + controlURL,
 		"CONSOLE_JAEGER_URL=" + s.trace.jaegerURL,
+		"CONSOLE_TRACES_URL=" + tracesURL(s.trace.jaegerURL, controlURL),
 	}, common...)
 	p, err := s.startProcess("console", bin, env)
 	if err != nil {
@@ -313,4 +332,13 @@ func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordU
 	}
 	s.urls = append(s.urls, namedURL{"console", consoleURL}, namedURL{"devstack control", controlURL})
 	return nil
+}
+
+// tracesURL is where the console fetches a trace to draw it: Jaeger's query
+// API when Jaeger runs, else the control endpoint, which reads the sink.
+func tracesURL(jaegerURL, controlURL string) string {
+	if jaegerURL != "" {
+		return jaegerURL + "/api/traces"
+	}
+	return controlURL + "/traces"
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/localpg"
+	"github.com/payonce/payonce/internal/otlpsink"
 	"github.com/payonce/payonce/internal/proc"
 )
 
@@ -101,6 +102,7 @@ type stack struct {
 	procs     []*proc.Process
 	managed   map[string]*managed // by process name, for the control endpoint
 	trace     traceViewer
+	sink      *otlpsink.Sink // the built-in trace sink, when Jaeger does not run
 	jaegerPid int
 }
 

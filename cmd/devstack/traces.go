@@ -73,6 +73,7 @@ func (s *stack) startTraces(ctx context.Context, cfg config) (string, error) {
 		return srv.Shutdown(shutdownCtx)
 	})
 	s.trace = traceViewer{sinkURL: endpoint}
+	s.sink = sink
 	return endpoint, nil
 }
 
@@ -220,14 +221,7 @@ type traceDumpSpan struct {
 // earlier dump of the same trace when it grew. It writes a temporary file
 // and renames it, so a reader never sees half a trace.
 func writeTraceDump(dir, id string, spans []otlpsink.Span) error {
-	d := traceDump{TraceID: id}
-	for _, sp := range spans {
-		d.Spans = append(d.Spans, traceDumpSpan{
-			SpanID: sp.SpanID, ParentID: sp.ParentID, Service: sp.Service, Name: sp.Name,
-			Start: sp.Start, End: sp.End, Attributes: sp.Attributes, Error: sp.Error,
-		})
-	}
-	data, err := json.MarshalIndent(d, "", "  ")
+	data, err := json.MarshalIndent(dumpOf(id, spans), "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode trace %s: %w", id, err)
 	}
@@ -239,6 +233,18 @@ func writeTraceDump(dir, id string, spans []otlpsink.Span) error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, id+".json"))
+}
+
+// dumpOf is spans (one trace) in the dump format.
+func dumpOf(id string, spans []otlpsink.Span) traceDump {
+	d := traceDump{TraceID: id}
+	for _, sp := range spans {
+		d.Spans = append(d.Spans, traceDumpSpan{
+			SpanID: sp.SpanID, ParentID: sp.ParentID, Service: sp.Service, Name: sp.Name,
+			Start: sp.Start, End: sp.End, Attributes: sp.Attributes, Error: sp.Error,
+		})
+	}
+	return d
 }
 
 // coordinatorOnly reports whether a trace is the coordinator's own

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/payonce/payonce/internal/customer"
 	"github.com/payonce/payonce/internal/errs"
 )
 
@@ -149,9 +150,8 @@ func (c *Console) control() (Control, error) {
 }
 
 var (
-	cardPattern     = regexp.MustCompile(`^[0-9]{12,19}$`)
-	processPattern  = regexp.MustCompile(`^(payments|orders)-[0-9]{1,3}$|^coordinator-c[0-9]{1,3}$`)
-	customerPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+	cardPattern    = regexp.MustCompile(`^[0-9]{12,19}$`)
+	processPattern = regexp.MustCompile(`^(payments|orders)-[0-9]{1,3}$|^coordinator-c[0-9]{1,3}$`)
 )
 
 func validProcess(name string) error {
@@ -162,10 +162,11 @@ func validProcess(name string) error {
 	return nil
 }
 
+// validCustomer applies the services' own rule, so the console never sends
+// a storm the orders API would refuse.
 func validCustomer(id string) error {
-	if !customerPattern.MatchString(id) {
-		return errs.E(errs.Invalid, "invalid customer id").WithFields(errs.FieldError{Field: "customer_id",
-			Reason: "1 to 64 letters, digits or _.:-"})
+	if !customer.ValidID(id) {
+		return errs.E(errs.Invalid, "invalid customer id").WithFields(errs.FieldError{Field: "customer_id", Reason: customer.Rule})
 	}
 	return nil
 }

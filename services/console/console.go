@@ -33,6 +33,9 @@ type View struct {
 	Control bool `json:"control"`
 	// JaegerURL is the base of trace links, or "" when there is no Jaeger UI.
 	JaegerURL string `json:"jaeger_url,omitempty"`
+	// Traces tells whether the console can draw a trace inline
+	// (GET /api/traces/{id}).
+	Traces bool `json:"traces"`
 	// Coordinators is each coordinator node's own view; LeaderID the leader
 	// most nodes report.
 	Coordinators []CoordinatorNode `json:"coordinators"`
@@ -271,7 +274,13 @@ type Stack interface {
 	// BankCaptures counts the captures the bank applied, all of them when
 	// reference is "", else those for one payment.
 	BankCaptures(ctx context.Context, reference string) (int, error)
+	// Trace fetches one trace, as Jaeger's query API or the dev stack's
+	// sink answers it; ErrNoTraces when neither is configured.
+	Trace(ctx context.Context, traceID string) ([]byte, error)
 }
+
+// ErrNoTraces is returned by Stack.Trace when no trace source is configured.
+var ErrNoTraces = errs.E(errs.NotFound, "no trace source configured (CONSOLE_TRACES_URL)")
 
 // Control is the dev stack's control endpoint: process-level actions that
 // only a dev stack allows.

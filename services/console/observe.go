@@ -39,6 +39,9 @@ type Config struct {
 	DevMode bool
 	// JaegerURL is the base URL of a Jaeger UI for trace links, or "".
 	JaegerURL string
+	// Traces says the Stack can fetch traces, so the page offers to draw
+	// them inline.
+	Traces bool
 	// Interval is how often the stack is read and a new View published.
 	Interval time.Duration
 	// Customers are watched from the start (more are added by lookups and
@@ -88,7 +91,7 @@ func New(cfg Config) *Console {
 	for _, id := range cfg.Customers {
 		c.Watch(id)
 	}
-	c.view = View{DevMode: cfg.DevMode, Control: cfg.Control != nil, JaegerURL: cfg.JaegerURL,
+	c.view = View{DevMode: cfg.DevMode, Control: cfg.Control != nil, JaegerURL: cfg.JaegerURL, Traces: cfg.Traces,
 		Coordinators: []CoordinatorNode{}, Locks: []LockView{}, Rings: []RingView{}, Orders: []Record{}, Payments: []Record{},
 		Idempotency: []IdempotencyCounts{}, Keys: []KeyCounts{}, Storms: []StormResult{}, Problems: []string{}}
 	return c
@@ -183,7 +186,7 @@ func (c *Console) Refresh(ctx context.Context) View {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, max(2*time.Second, c.cfg.Interval))
 	defer cancel()
-	v := View{DevMode: c.cfg.DevMode, Control: c.cfg.Control != nil, JaegerURL: c.cfg.JaegerURL,
+	v := View{DevMode: c.cfg.DevMode, Control: c.cfg.Control != nil, JaegerURL: c.cfg.JaegerURL, Traces: c.cfg.Traces,
 		Problems: []string{}, Locks: []LockView{}, Keys: []KeyCounts{}, Storms: []StormResult{}}
 	var mu sync.Mutex // guards v.Problems while the reads below run at once
 	problem := func(format string, args ...any) {

@@ -62,6 +62,7 @@ func (s *stubStack) GetOrder(context.Context, string, string) (Order, error) {
 func (s *stubStack) BankFaults(context.Context) (BankFaults, error)    { return BankFaults{}, nil }
 func (s *stubStack) SetBankFaults(context.Context, BankFaults) error   { return nil }
 func (s *stubStack) BankCaptures(context.Context, string) (int, error) { return 1, nil }
+func (s *stubStack) Trace(context.Context, string) ([]byte, error)     { return nil, ErrNoTraces }
 
 func (s *stubStack) setMembers(t *testing.T, svc string, names ...string) {
 	t.Helper()

@@ -137,3 +137,46 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestParkedRowIsNoLongerDue: a row parked with its reason is left out of
+// every later pass (and the reason is kept for an operator), while the
+// other unfinished rows stay due.
+func TestParkedRowIsNoLongerDue(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, dbURL := testenv.NewPool(t)
+	if _, err := migrations.Up(ctx, dbURL, "payments"); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewStore(pool, propagation.TraceContext{})
+	var ids []string
+	for i := range 2 {
+		p := payments.Payment{ID: payments.PaymentIDFor("shop", "park-"+string(rune('a'+i))), Caller: "shop", CustomerID: "park",
+			Amount: 100, Currency: "EUR", Card: "4242424242424242", CardLast4: "4242", Status: payments.Pending, BankKey: "k-" + string(rune('a'+i))}
+		if _, _, err := store.CreatePayment(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, p.ID)
+	}
+	if err := store.ParkRecovery(ctx, payments.RecoverPayment, ids[0], "card number is not valid for this bank"); err != nil {
+		t.Fatal(err)
+	}
+	due, err := store.DuePayments(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 1 || due[0].ID != ids[1] {
+		t.Fatalf("due after parking %s: %v; want only %s", ids[0], due, ids[1])
+	}
+	var reason string
+	if err := pool.QueryRow(ctx, `SELECT recovery_park_reason FROM payments WHERE id = $1 AND recovery_parked_at IS NOT NULL`, ids[0]).Scan(&reason); err != nil || reason == "" {
+		t.Fatalf("parked row keeps no reason: %q, %v", reason, err)
+	}
+	// A deferred row is not due until its back-off has passed.
+	if _, err := store.DeferRecovery(ctx, payments.RecoverPayment, ids[1], time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if due, err := store.DuePayments(ctx, 0, 10); err != nil || len(due) != 0 {
+		t.Fatalf("due right after a one-hour deferral: %v, %v; want none", due, err)
+	}
+}

@@ -42,6 +42,7 @@ type Console interface {
 	StartProcess(ctx context.Context, name string) error
 	StopProcess(ctx context.Context, name string) error
 	PauseProcess(ctx context.Context, name string) error
+	TraceSVG(ctx context.Context, traceID string) ([]byte, error)
 }
 
 // ActionRoutes lists every action route, so a test can check that each one
@@ -75,6 +76,19 @@ func NewHandler(c Console, devMode bool, logger *slog.Logger) http.Handler {
 			return
 		}
 		_ = httpkit.EncodeJSON(r.Context(), w, map[string]any{"placements": placements})
+	})
+
+	mux.HandleFunc("GET /api/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
+		svg, err := c.TraceSVG(r.Context(), r.PathValue("id"))
+		if err != nil {
+			httpkit.ErrorEncoder(r.Context(), err, w)
+			return
+		}
+		w.Header().Set("Content-Type", "image/svg+xml")
+		// Shown through <img>, which runs no script; the policy says so
+		// to anyone who opens it directly.
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		_, _ = w.Write(svg)
 	})
 
 	actions := map[string]func(r *http.Request) (any, error){

@@ -76,6 +76,11 @@ func (f *fakeStack) SetBankFaults(_ context.Context, bf console.BankFaults) erro
 	return nil
 }
 func (f *fakeStack) BankCaptures(context.Context, string) (int, error) { return 1, nil }
+func (f *fakeStack) Trace(_ context.Context, id string) ([]byte, error) {
+	return []byte(`{"trace_id":"` + id + `","spans":[{"span_id":"a1","service":"orders","name":"POST /v1/orders",
+		"start":"2026-12-02T10:00:00Z","end":"2026-12-02T10:00:00.040Z"},{"span_id":"b2","parent_id":"a1","service":"bank",
+		"name":"POST /v1/authorizations","start":"2026-12-02T10:00:00.010Z","end":"2026-12-02T10:00:00.020Z"}]}`), nil
+}
 
 // fakeControl records every process action.
 type fakeControl struct{ stack *fakeStack }
@@ -321,4 +326,20 @@ func get(t *testing.T, url string) (int, http.Header, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, b
+}
+
+// TestTraceIsDrawnInline: a trace id gives a waterfall SVG of its spans; a
+// malformed id is a 400 problem and nothing is fetched.
+func TestTraceIsDrawnInline(t *testing.T) {
+	srv, _ := newServer(t, false, false)
+	st, h, b := get(t, srv.URL+"/api/traces/4bf92f3577b34da6a3ce929d0e0e4736")
+	if st != 200 || h.Get("Content-Type") != "image/svg+xml" || !strings.Contains(string(b), "<svg") ||
+		!strings.Contains(string(b), "POST /v1/authorizations") {
+		t.Fatalf("trace: %d %s %.300s", st, h.Get("Content-Type"), b)
+	}
+	for _, bad := range []string{"nope", "4BF92F3577B34DA6A3CE929D0E0E4736", "4bf92f3577b34da6a3ce929d0e0e473"} {
+		if st, h, b := get(t, srv.URL+"/api/traces/"+bad); st != 400 || h.Get("Content-Type") != httpkit.ProblemContentType {
+			t.Fatalf("trace %q: %d %s", bad, st, b)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/pkg/ring"
 	"github.com/payonce/payonce/services/console"
 )
@@ -34,6 +35,10 @@ type Config struct {
 	BankURL string
 	// APIKey is the demo caller's key (Authorization: Bearer).
 	APIKey string
+	// TracesURL is where one trace is fetched, as TracesURL/{id}: Jaeger's
+	// query API (http://jaeger:16686/api/traces) or the dev stack's
+	// control endpoint (/traces). Empty: no inline traces.
+	TracesURL string
 	// Timeout bounds each request; a stopped node must not stall a view.
 	Timeout time.Duration
 }
@@ -295,6 +300,24 @@ func (s *Stack) BankCaptures(ctx context.Context, reference string) (int, error)
 	}
 	_, _, err := s.do(ctx, "GET", s.cfg.BankURL+"/v1/ledger?"+q.Encode(), nil, nil, &a)
 	return len(a.Entries), err
+}
+
+// Trace fetches one trace from TracesURL.
+func (s *Stack) Trace(ctx context.Context, traceID string) ([]byte, error) {
+	if s.cfg.TracesURL == "" {
+		return nil, console.ErrNoTraces
+	}
+	resp, data, err := s.do(ctx, "GET", s.cfg.TracesURL+"/"+url.PathEscape(traceID), nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, errs.E(errs.NotFound, "no such trace (yet: spans arrive a moment after the request)")
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("GET trace %s: %s", traceID, resp.Status)
+	}
+	return data, nil
 }
 
 func randomHex(n int) string {

@@ -27,6 +27,15 @@ type orderPaymentBody struct {
 	Caller string `json:"caller"`
 }
 
+// OrderPaymentRoutes routes GET OrderPaymentPath to OrderPaymentHandler
+// and everything else to api, so the service mounts it in front of its API.
+func OrderPaymentRoutes(reader payments.OrderPayments, keys apikey.Keys, api http.Handler, opts ...kithttp.ServerOption) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+OrderPaymentPath, OrderPaymentHandler(reader, keys, opts...))
+	mux.Handle("/", api)
+	return mux
+}
+
 // OrderPaymentHandler serves GET OrderPaymentPath behind keys, to the
 // OrdersCaller only (anyone else gets 404, as for a route that does not
 // exist). A payment that does not exist is 404 no-payment-for-order.

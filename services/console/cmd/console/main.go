@@ -56,6 +56,10 @@ type config struct {
 	ControlURL string
 	// CONSOLE_JAEGER_URL (empty): the Jaeger UI, for trace links.
 	JaegerURL string
+	// CONSOLE_TRACES_URL (empty): where a trace is fetched to draw it inline,
+	// as <url>/<trace id>: Jaeger's query API (.../api/traces) or the dev
+	// stack's control endpoint (.../traces).
+	TracesURL string
 	// CONSOLE_INTERVAL (500ms): how often the stack is read (the page's
 	// update rate).
 	Interval time.Duration
@@ -77,6 +81,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DevMode:    env.Bool("CONSOLE_DEV_MODE", false),
 		ControlURL: env.String("CONSOLE_CONTROL_URL", ""),
 		JaegerURL:  strings.TrimSuffix(env.String("CONSOLE_JAEGER_URL", ""), "/"),
+		TracesURL:  strings.TrimSuffix(env.String("CONSOLE_TRACES_URL", ""), "/"),
 		Interval:   env.Duration("CONSOLE_INTERVAL", 500*time.Millisecond),
 		Customers:  env.List("CONSOLE_CUSTOMERS", []string{"alice"}),
 		PauseFor:   env.Duration("CONSOLE_PAUSE_FOR", 20*time.Second),
@@ -108,8 +113,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		_ = tel.Shutdown(shutdownCtx)
 	}()
 
-	stack := remote.NewStack(remote.Config{CoordinatorURLs: cfg.CoordinatorURLs, BankURL: cfg.BankURL, APIKey: cfg.APIKey})
-	ccfg := console.Config{Stack: stack, DevMode: cfg.DevMode, JaegerURL: cfg.JaegerURL,
+	stack := remote.NewStack(remote.Config{CoordinatorURLs: cfg.CoordinatorURLs, BankURL: cfg.BankURL, APIKey: cfg.APIKey,
+		TracesURL: cfg.TracesURL})
+	ccfg := console.Config{Stack: stack, DevMode: cfg.DevMode, JaegerURL: cfg.JaegerURL, Traces: cfg.TracesURL != "",
 		Interval: cfg.Interval, Customers: cfg.Customers, PauseFor: cfg.PauseFor}
 	if cfg.ControlURL != "" {
 		ccfg.Control = remote.NewControl(cfg.ControlURL, 0)

@@ -127,8 +127,15 @@ function renderBank(v) {
 
 function traceLink(v, id) {
   if (!id) return "";
-  if (v.jaeger_url) return `<a href="${esc(v.jaeger_url)}/trace/${esc(id)}" target="_blank" rel="noopener">${short(id)}</a>`;
-  return `<code title="trace id">${short(id)}</code>`;
+  const draw = v.traces ? ` <button data-trace="${esc(id)}" title="draw the trace here">waterfall</button>` : "";
+  if (v.jaeger_url) return `<a href="${esc(v.jaeger_url)}/trace/${esc(id)}" target="_blank" rel="noopener">${short(id)}</a>${draw}`;
+  return `<code title="trace id">${short(id)}</code>${draw}`;
+}
+
+function showTrace(id) {
+  // An <img> runs no script, whatever the SVG holds.
+  $("#waterfall").innerHTML = `<p>Trace <code>${esc(id)}</code> (spans arrive a moment after the request; click again to redraw)</p>` +
+    `<img alt="waterfall of trace ${esc(id)}" src="api/traces/${esc(id)}?t=${Date.now()}">`;
 }
 
 function renderRecords(v) {
@@ -177,6 +184,7 @@ document.addEventListener("click", async (e) => {
   else if (b.dataset.fault) { await act("api/actions/faults", JSON.parse(b.dataset.fault)); }
   else if (b.dataset.start) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.start)}/start`); }
   else if (b.dataset.stop) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.stop)}/stop`); }
+  else if (b.dataset.trace) { showTrace(b.dataset.trace); }
   else if (b.dataset.pause) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.pause)}/pause`); }
 });
 

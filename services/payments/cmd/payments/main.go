@@ -94,10 +94,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		paymentshttp.MakePayOrderEndpoint(svc, p.Endpoint("pay_order")), httpkit.ServerOptions(p.Logger)...))
 	api := paymentshttp.NewHandler(paymentshttp.MakeEndpoints(svc, p.Endpoint), keys, idem, internal, p.Logger)
 	// The orders reconciliation sweeper's read of an order's payment.
-	routes := http.NewServeMux()
-	routes.Handle("GET "+paymentshttp.OrderPaymentPath, paymentshttp.OrderPaymentHandler(
-		payments.OrderPayments{Store: store}, keys, httpkit.ServerOptions(p.Logger)...))
-	routes.Handle("/", api)
+	routes := paymentshttp.OrderPaymentRoutes(payments.OrderPayments{Store: store}, keys, api, httpkit.ServerOptions(p.Logger)...)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
