@@ -157,6 +157,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"PAYMENTS_API_KEYS=bench:" + apiKey,
 			"PAYMENTS_PEER_API_KEY=" + apiKey,
 			"PAYONCE_DEV_MODE=true", // a throwaway stack with a readable key
+			// The benchmark measures the service, not the caller's quota.
+			"PAYMENTS_RATE_LIMIT=0", "PAYMENTS_KEYS_PER_DAY=0",
 		}
 		if traced {
 			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+sinkSrv.URL, "OTEL_BSP_SCHEDULE_DELAY=100")

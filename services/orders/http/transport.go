@@ -18,6 +18,7 @@ import (
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/partition"
+	"github.com/payonce/payonce/internal/quota"
 	"github.com/payonce/payonce/pkg/idempotency"
 	"github.com/payonce/payonce/services/orders"
 )
@@ -75,7 +76,9 @@ func MakeEndpoints(svc orders.Service, mw func(name string) endpoint.Middleware)
 
 // NewHandler routes the orders API: authentication, then ownership
 // routing, then idempotency, then the go-kit server.
-func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, parts partition.Router, logger *slog.Logger) http.Handler {
+// limits, when not nil, applies the callers' quotas before anything else
+// (routing, idempotency), so a refused request changes nothing.
+func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, parts partition.Router, limits *quota.Limiter, logger *slog.Logger) http.Handler {
 	opts := httpkit.ServerOptions(logger)
 	server := func(ep endpoint.Endpoint, dec kithttp.DecodeRequestFunc) http.Handler {
 		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
@@ -85,7 +88,11 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, par
 	mux.Handle("GET /v1/orders/{id}", server(e.GetOrder, decodeID))
 	mux.Handle("POST /v1/orders/{id}/cancel", idem.Wrap(server(e.CancelOrder, decodeID)))
 	mux.Handle("GET /v1/customers/{id}/orders", parts.Wrap(customerInPath, server(e.CustomerOrders, decodeCustomerOrders)))
-	return keys.Authenticate(mux)
+	var h http.Handler = mux
+	if limits != nil {
+		h = limits.Wrap(mux)
+	}
+	return keys.Authenticate(h)
 }
 
 // customerInBody is the ring key of a create: the caller's customer.

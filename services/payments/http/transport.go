@@ -15,23 +15,33 @@ import (
 	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/quota"
 	"github.com/payonce/payonce/pkg/idempotency"
 	"github.com/payonce/payonce/services/payments"
 )
 
 // NewHandler routes the payments API. keys authenticates callers; idem
 // makes the POST routes idempotent and must scope keys by apikey.Scope.
-// internal, when not nil, serves the instance-to-instance routes.
-func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, internal http.Handler, logger *slog.Logger) http.Handler {
+// internal, when not nil, serves the instance-to-instance routes. limits,
+// when not nil, applies the callers' quotas to the public routes before
+// anything else (idempotency included), so a refused request changes
+// nothing; peers handing work to each other are not limited.
+func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, internal http.Handler, limits *quota.Limiter, logger *slog.Logger) http.Handler {
 	opts := httpkit.ServerOptions(logger)
 	server := func(ep func(context.Context, any) (any, error), dec kithttp.DecodeRequestFunc) http.Handler {
 		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
 	}
+	limit := func(h http.Handler) http.Handler {
+		if limits == nil {
+			return h
+		}
+		return limits.Wrap(h)
+	}
 	mux := httpkit.NewMux()
-	mux.Handle("POST /v1/payments", idem.Wrap(server(e.CreatePayment, decodeCreatePayment)))
-	mux.Handle("GET /v1/payments/{id}", server(e.GetPayment, decodeID))
-	mux.Handle("GET /v1/customers/{id}/payments", server(e.CustomerPayments, decodeCustomerPayments))
-	mux.Handle("POST /v1/payments/{id}/refunds", idem.Wrap(server(e.CreateRefund, decodeCreateRefund)))
+	mux.Handle("POST /v1/payments", limit(idem.Wrap(server(e.CreatePayment, decodeCreatePayment))))
+	mux.Handle("GET /v1/payments/{id}", limit(server(e.GetPayment, decodeID)))
+	mux.Handle("GET /v1/customers/{id}/payments", limit(server(e.CustomerPayments, decodeCustomerPayments)))
+	mux.Handle("POST /v1/payments/{id}/refunds", limit(idem.Wrap(server(e.CreateRefund, decodeCreateRefund))))
 	if internal != nil {
 		mux.Handle("POST "+PayOrderPath, internal)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/platform"
+	"github.com/payonce/payonce/internal/quota"
 )
 
 // config is everything the orders service reads from its environment. The
@@ -33,13 +34,23 @@ type config struct {
 	// share, from which the event seal, the forwarding signature and the
 	// cursor key are derived. The default is public: set your own.
 	InternalSecret string
+	// ORDERS_RATE_LIMIT (200) requests per second per caller, with bursts of
+	// ORDERS_RATE_BURST (400); ORDERS_KEYS_PER_DAY (100000) distinct
+	// idempotency keys per caller per UTC day. Per instance; 0 disables.
+	// Beyond them: 429 with Retry-After (internal/quota).
+	Quota quota.Limits
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	env := envconfig.New(getenv)
 	c := config{
-		Addr:           env.String("ORDERS_ADDR", ":8080"),
-		APIKeys:        env.Required("ORDERS_API_KEYS"),
+		Addr:    env.String("ORDERS_ADDR", ":8080"),
+		APIKeys: env.Required("ORDERS_API_KEYS"),
+		Quota: quota.Limits{
+			Rate:       float64(env.Int("ORDERS_RATE_LIMIT", 200)),
+			Burst:      env.Int("ORDERS_RATE_BURST", 400),
+			KeysPerDay: env.Int("ORDERS_KEYS_PER_DAY", 100000),
+		},
 		InternalSecret: env.String("INTERNAL_SECRET", apikey.DevInternalSecret),
 		ShutdownGrace:  env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 

@@ -22,6 +22,7 @@ import (
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/partition"
 	"github.com/payonce/payonce/internal/platform"
+	"github.com/payonce/payonce/internal/quota"
 	"github.com/payonce/payonce/pkg/idempotency"
 	"github.com/payonce/payonce/services/orders"
 	ordershttp "github.com/payonce/payonce/services/orders/http"
@@ -76,7 +77,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	parts := partition.Router{Owners: p.Members, Transport: p.PeerTransport, Logger: p.Logger, MaxBody: httpkit.DefaultMaxBodyBytes,
 		Secret: events.DeriveKey(cfg.InternalSecret, "forwarding")}
-	api := ordershttp.NewHandler(ordershttp.MakeEndpoints(svc, p.Endpoint), keys, idem, parts, p.Logger)
+	api := ordershttp.NewHandler(ordershttp.MakeEndpoints(svc, p.Endpoint), keys, idem, parts,
+		quota.New(cfg.Quota, apikey.Caller), p.Logger)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)

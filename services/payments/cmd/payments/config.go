@@ -6,6 +6,7 @@ import (
 	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/platform"
+	"github.com/payonce/payonce/internal/quota"
 )
 
 // config is everything the payments service reads from its environment,
@@ -41,6 +42,11 @@ type config struct {
 	// share, from which the event seal, the forwarding signature and the
 	// cursor key are derived. The default is public: set your own.
 	InternalSecret string
+	// PAYMENTS_RATE_LIMIT (200) requests per second per caller, with bursts of
+	// PAYMENTS_RATE_BURST (400); PAYMENTS_KEYS_PER_DAY (100000) distinct
+	// idempotency keys per caller per UTC day. Per instance; 0 disables.
+	// Beyond them: 429 with Retry-After (internal/quota).
+	Quota quota.Limits
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -55,8 +61,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LockWait:         env.Duration("PAYMENTS_LOCK_WAIT", 10*time.Second),
 		RecoveryInterval: env.Duration("PAYMENTS_RECOVERY_INTERVAL", 2*time.Second),
 		RecoveryAfter:    env.Duration("PAYMENTS_RECOVERY_AFTER", 20*time.Second),
-		InternalSecret:   env.String("INTERNAL_SECRET", apikey.DevInternalSecret),
-		ShutdownGrace:    env.Duration("SHUTDOWN_GRACE", 10*time.Second),
+		Quota: quota.Limits{
+			Rate:       float64(env.Int("PAYMENTS_RATE_LIMIT", 200)),
+			Burst:      env.Int("PAYMENTS_RATE_BURST", 400),
+			KeysPerDay: env.Int("PAYMENTS_KEYS_PER_DAY", 100000),
+		},
+		InternalSecret: env.String("INTERNAL_SECRET", apikey.DevInternalSecret),
+		ShutdownGrace:  env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 	}
 	c.Config = platform.ReadConfig(env, "payments", c.Addr)
 	return c, env.Err()

@@ -21,6 +21,7 @@ import (
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/platform"
+	"github.com/payonce/payonce/internal/quota"
 	"github.com/payonce/payonce/pkg/idempotency"
 	"github.com/payonce/payonce/pkg/lock"
 	"github.com/payonce/payonce/services/payments"
@@ -92,7 +93,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	internal := apikey.Only(peerCaller, paymentshttp.PayOrderHandler(
 		paymentshttp.MakePayOrderEndpoint(svc, p.Endpoint("pay_order")), httpkit.ServerOptions(p.Logger)...))
-	api := paymentshttp.NewHandler(paymentshttp.MakeEndpoints(svc, p.Endpoint), keys, idem, internal, p.Logger)
+	api := paymentshttp.NewHandler(paymentshttp.MakeEndpoints(svc, p.Endpoint), keys, idem, internal,
+		quota.New(cfg.Quota, apikey.Caller), p.Logger)
 	// The orders reconciliation sweeper's read of an order's payment.
 	routes := paymentshttp.OrderPaymentRoutes(payments.OrderPayments{Store: store}, keys, api, httpkit.ServerOptions(p.Logger)...)
 	ln, err := net.Listen("tcp", cfg.Addr)
