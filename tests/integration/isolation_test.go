@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,8 +71,15 @@ func TestCallersSeeOnlyTheirOwn(t *testing.T) {
 	r.decode(t, &refund)
 	// The order's payment belongs to the order's caller, who can read it.
 	orderPayment := payments.PaymentIDForOrder(order.ID)
-	if r := call("GET", pay+"/v1/payments/"+orderPayment, testAPIKey, "", nil); r.Status != 200 {
-		t.Fatalf("A reads its order's payment: %d %s", r.Status, r.Body)
+	for _, u := range []string{pay + "/v1/payments/" + orderPayment, pay + "/v1/payments/" + payment.ID, orders + "/v1/orders/" + order.ID} {
+		r := call("GET", u, testAPIKey, "", nil)
+		if r.Status != 200 {
+			t.Fatalf("A reads %s: %d %s", u, r.Status, r.Body)
+		}
+		// Responses carry neither the card number nor the owning caller.
+		if strings.Contains(string(r.Body), "4242424242424242") || strings.Contains(string(r.Body), `"caller"`) {
+			t.Fatalf("%s exposes the card or the caller: %s", u, r.Body)
+		}
 	}
 
 	const ordersOfA = `SELECT id, status, payment_id, updated_at FROM orders WHERE caller = $1 ORDER BY id`
