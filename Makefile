@@ -3,9 +3,10 @@ GO       ?= go
 PKGS     := ./...
 # Nested modules (benchmarks that compare payonce with other projects) keep
 # their dependencies out of the main go.mod; lint still compiles them.
-NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod))
+# deploy/k8s is the Kubernetes manifests' test (k8s.io/api stays out of go.mod).
+NESTED   := $(patsubst %/go.mod,%,$(wildcard bench/*/go.mod)) deploy/k8s
 
-.PHONY: test lint fmt vet test-only dev fuzz bench demo clean
+.PHONY: test lint fmt vet cross actionlint test-only dev fuzz bench demo clean
 
 ## test: lint, then every test (unit, store, integration) under the race detector
 test: lint test-only
@@ -20,9 +21,10 @@ $(NATS_SERVER): go.mod go.sum
 
 test-only: $(NATS_SERVER)
 	PAYONCE_NATS_SERVER=$(NATS_SERVER) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	cd deploy/k8s && $(GO) test -count=1 ./...
 
-## lint: go vet (main and nested modules) and a gofmt check
-lint: vet
+## lint: go vet (main and nested modules), the cross-platform vet and build, actionlint, and a gofmt check
+lint: vet cross actionlint
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
@@ -30,6 +32,18 @@ vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./tests/e2e
 	@for m in $(NESTED); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; done
+
+## cross: vet for macOS (darwin/arm64) and build for Windows (windows/amd64), the
+## platforms README.md names; Linux-only process control is behind build tags
+cross:
+	GOOS=darwin GOARCH=arm64 $(GO) vet $(PKGS)
+	GOOS=darwin GOARCH=arm64 $(GO) vet -tags e2e ./tests/e2e
+	GOOS=windows GOARCH=amd64 $(GO) build $(PKGS)
+
+## actionlint: check the GitHub workflow (.github/workflows) with actionlint, built from its
+## Go module in deploy/tools/actionlint (kept out of go.mod)
+actionlint:
+	cd deploy/tools/actionlint && $(GO) tool actionlint -no-color $(CURDIR)/.github/workflows/*.yml
 
 ## fmt: rewrite every Go file with gofmt
 fmt:
@@ -75,3 +89,15 @@ e2e-docker:
 ## images-docker: build every image deploy/docker-compose.yml names, with no registry (FORCE=1 rebuilds)
 images-docker:
 	deploy/local-images.sh $(if $(FORCE),--force)
+
+.PHONY: up down
+
+## up: the whole stack in Docker from the public images, waiting until every container is healthy
+## (Compose v2's --wait; with docker-compose 1.29, `up -d` and then `docker-compose ps` to watch)
+up:
+	@if docker compose version >/dev/null 2>&1; then docker compose up --build --wait; \
+	else docker-compose up --build -d && echo "docker-compose 1.29 has no --wait: watch 'docker-compose ps' until all are healthy"; fi
+
+## down: stop the stack and delete its volumes
+down:
+	@if docker compose version >/dev/null 2>&1; then docker compose down -v; else docker-compose down -v; fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end check of the docker compose stack, as CI runs it (make e2e-docker):
 #
-#   1. build every image the compose file names, locally (deploy/local-images.sh);
+#   1. build every image the compose file names, locally (deploy/local-images.sh),
+#      the third-party ones as stand-ins the PAYONCE_*_IMAGE variables select;
 #   2. docker-compose -f deploy/docker-compose.yml -p payonce up -d;
 #   3. wait, bounded, until every container is healthy (the migrate job: exited 0);
 #   4. go test ./tests/e2e with PAYONCE_E2E=compose (readiness, idempotent
@@ -13,7 +14,10 @@
 # machine, not a reason to skip.
 #
 # Environment: PAYONCE_E2E_PROJECT (payonce), PAYONCE_E2E_HEALTH_TIMEOUT
-# (seconds, 240), PAYONCE_E2E_SKIP_IMAGES=1 to use the images as they are.
+# (seconds, 240), PAYONCE_E2E_SKIP_IMAGES=1 to use the images as they are,
+# PAYONCE_E2E_IMAGES=public on a machine that can pull (a fork's GitHub
+# workflow): the public images, payonce's built by compose itself, and
+# Compose v2's `up --build --wait`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -38,20 +42,30 @@ if ! docker info >/dev/null 2>&1; then
     "This machine kind must have a Docker engine; failing."
   exit 1
 fi
-if command -v docker-compose >/dev/null 2>&1; then
-  COMPOSE=(docker-compose)
-elif docker compose version >/dev/null 2>&1; then
+# Compose v2 when it is there (it has `up --wait`), else docker-compose 1.29.
+if docker compose version >/dev/null 2>&1; then
   COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  COMPOSE=(docker-compose)
 else
   loud "NEITHER docker-compose NOR docker compose IS INSTALLED; failing."
   exit 1
 fi
 COMPOSE+=(-f deploy/docker-compose.yml -p "$PROJECT")
 
-if [ "${PAYONCE_E2E_SKIP_IMAGES:-0}" != 1 ]; then
-  log "building local images"
-  deploy/local-images.sh
-fi
+IMAGES="${PAYONCE_E2E_IMAGES:-local}"
+case "$IMAGES" in
+local)
+  if [ "${PAYONCE_E2E_SKIP_IMAGES:-0}" != 1 ]; then
+    log "building local images"
+    deploy/local-images.sh
+  fi
+  # The stand-ins, under their own names, for the compose file's public images.
+  while IFS= read -r kv; do export "${kv?}"; done < <(deploy/local-images.sh --env)
+  ;;
+public) ;;
+*) echo "PAYONCE_E2E_IMAGES=$IMAGES: want local or public" >&2; exit 2 ;;
+esac
 t_images=$SECONDS
 
 # The stack is data-driven from the compose file.
@@ -75,8 +89,16 @@ trap 'exit 130' INT TERM
 # A previous run that was killed may have left the project behind.
 "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 
-log "up -d (${#services[@]} services)"
-"${COMPOSE[@]}" up -d --no-build "${services[@]}"
+if [ "$IMAGES" = public ] && [ "${COMPOSE[0]}" = docker ]; then
+  log "up --build --wait (${#services[@]} services, public images)"
+  "${COMPOSE[@]}" up --build --wait --wait-timeout "$HEALTH_TIMEOUT" "${services[@]}"
+elif [ "$IMAGES" = public ]; then
+  log "up --build -d (${#services[@]} services, public images)"
+  "${COMPOSE[@]}" up --build -d "${services[@]}"
+else
+  log "up -d (${#services[@]} services)"
+  "${COMPOSE[@]}" up -d --no-build "${services[@]}"
+fi
 
 log "waiting for every container to be healthy (at most ${HEALTH_TIMEOUT}s)"
 deadline=$((SECONDS + HEALTH_TIMEOUT))

@@ -1,38 +1,54 @@
 #!/usr/bin/env bash
-# Builds, with no container registry, every image deploy/docker-compose.yml
-# names, and tags each with exactly that name, so the unmodified compose file
-# runs on a machine that can pull nothing:
+# Builds, with no container registry, a local stand-in for every public
+# image deploy/docker-compose.yml names, under a name of its own (never the
+# official tag, which would shadow the public image for every other project
+# on this Docker engine); deploy/e2e.sh points the compose file at them with
+# the PAYONCE_*_IMAGE variables (standin_env below prints them):
 #
-#   debian:bookworm-slim      mmdebstrap (the machine's own apt sources) + docker import
-#   golang:1.26-bookworm      that base + the host's /usr/local/go
-#   postgres:15-bookworm      mmdebstrap with Debian's postgresql-15 + an entrypoint
-#                             honouring POSTGRES_* and /docker-entrypoint-initdb.d
-#   nats:2.15.2-alpine        nats-server v2.15.2 from its Go module, FROM scratch
-#   jaegertracing/jaeger:2.13.0  Jaeger v1.76.0 (= v2.13.0) from its Go module, FROM scratch
-#   payonce/<service>:local   deploy/Dockerfile, from source, built with --network none
+#   payonce-standin/debian:bookworm-slim   mmdebstrap (the machine's own apt sources) + docker import
+#   payonce-standin/golang:1.26-bookworm   that base + the host's /usr/local/go   (for golang:1.26-bookworm)
+#   payonce-standin/postgres:15-bookworm   mmdebstrap with Debian's postgresql-15 + an entrypoint
+#                                          honouring POSTGRES_* and /docker-entrypoint-initdb.d
+#   payonce-standin/nats:2.15.2            nats-server v2.15.2 from its Go module, FROM scratch
+#   payonce-standin/jaeger:2.13.0          Jaeger v1.76.0 (= v2.13.0) from its Go module, FROM scratch
+#   payonce-standin/prometheus:v3.16.0     Prometheus v0.316.0 (= v3.16.0) from its Go module, FROM scratch
+#   payonce/<service>:local                deploy/Dockerfile, from source, built with --network none
 #
 # It is idempotent: a stand-in image that exists is kept, and payonce's
 # images are rebuilt only when the source they are built from changed (a
 # hash of it is stored as an image label). Slow artefacts (the Jaeger binary
 # takes ~10 minutes cold) are cached in deploy/.build/, which git ignores.
 #
-# Usage: deploy/local-images.sh [--force] [debian|golang|postgres|nats|jaeger|payonce ...]
+# Usage: deploy/local-images.sh [--force] [debian|golang|postgres|nats|jaeger|prometheus|payonce ...]
 #   no names: everything; --force rebuilds the named (or all) images.
+#   deploy/local-images.sh --env prints the PAYONCE_*_IMAGE settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=deploy/.build
 mkdir -p "$BUILD/bin"
+# The stand-ins' names, and the compose variables that select them.
+DEBIAN_IMAGE=payonce-standin/debian:bookworm-slim
+GO_IMAGE=payonce-standin/golang:1.26-bookworm
+POSTGRES_IMAGE=payonce-standin/postgres:15-bookworm
+NATS_IMAGE=payonce-standin/nats:2.15.2
+JAEGER_IMAGE=payonce-standin/jaeger:2.13.0
+PROMETHEUS_IMAGE=payonce-standin/prometheus:v3.16.0
+standin_env() {
+  printf '%s\n' "PAYONCE_GO_IMAGE=$GO_IMAGE" "PAYONCE_POSTGRES_IMAGE=$POSTGRES_IMAGE" \
+    "PAYONCE_NATS_IMAGE=$NATS_IMAGE" "PAYONCE_JAEGER_IMAGE=$JAEGER_IMAGE" "PAYONCE_PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE"
+}
 FORCE=0
 WANT=()
 for arg in "$@"; do
   case "$arg" in
+  --env) standin_env; exit 0 ;;
   --force) FORCE=1 ;;
-  debian | golang | postgres | nats | jaeger | payonce) WANT+=("$arg") ;;
-  *) echo "usage: $0 [--force] [debian|golang|postgres|nats|jaeger|payonce ...]" >&2; exit 2 ;;
+  debian | golang | postgres | nats | jaeger | prometheus | payonce) WANT+=("$arg") ;;
+  *) echo "usage: $0 [--force|--env] [debian|golang|postgres|nats|jaeger|prometheus|payonce ...]" >&2; exit 2 ;;
   esac
 done
-[ ${#WANT[@]} -gt 0 ] || WANT=(debian golang postgres nats jaeger payonce)
+[ ${#WANT[@]} -gt 0 ] || WANT=(debian golang postgres nats jaeger prometheus payonce)
 wanted() { [[ " ${WANT[*]} " == *" $1 "* ]]; }
 
 export PATH="$PATH:/usr/local/go/bin"
@@ -81,25 +97,25 @@ MMDEBSTRAP_OPTS=(--variant=minbase --quiet
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*')
 
 build_debian() {
-  keep debian:bookworm-slim && return
+  keep "$DEBIAN_IMAGE" && return
   need_mmdebstrap
-  log "building debian:bookworm-slim (mmdebstrap)"
+  log "building $DEBIAN_IMAGE (mmdebstrap)"
   mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include=ca-certificates bookworm "$BUILD/debian.tar"
   docker import --change 'CMD ["bash"]' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    "$BUILD/debian.tar" debian:bookworm-slim >/dev/null
+    "$BUILD/debian.tar" "$DEBIAN_IMAGE" >/dev/null
   rm -f "$BUILD/debian.tar"
-  log "built   debian:bookworm-slim"
+  log "built   $DEBIAN_IMAGE"
 }
 
 build_golang() {
-  keep golang:1.26-bookworm && return
+  keep "$GO_IMAGE" && return
   local goroot
   goroot="$(go env GOROOT)"
-  log "building golang:1.26-bookworm (with $(go version | cut -d' ' -f3) from $goroot)"
+  log "building $GO_IMAGE (with $(go version | cut -d' ' -f3) from $goroot)"
   tar -c -C deploy/standins/golang Dockerfile -C "$(dirname "$goroot")" "$(basename "$goroot")" |
-    docker_build -t golang:1.26-bookworm -
-  log "built   golang:1.26-bookworm"
+    docker_build --build-arg "BASE=$DEBIAN_IMAGE" -t "$GO_IMAGE" -
+  log "built   $GO_IMAGE"
 }
 
 build_postgres() {
@@ -114,9 +130,9 @@ build_postgres() {
     docker import "$BUILD/postgres.tar" payonce-standin/postgres-rootfs:15-bookworm >/dev/null
     rm -f "$BUILD/postgres.tar"
   fi
-  keep postgres:15-bookworm && return
-  docker_build -t postgres:15-bookworm deploy/standins/postgres
-  log "built   postgres:15-bookworm"
+  keep "$POSTGRES_IMAGE" && return
+  docker_build -t "$POSTGRES_IMAGE" deploy/standins/postgres
+  log "built   $POSTGRES_IMAGE"
 }
 
 # busybox: Debian's static busybox, the wget that the nats and jaeger
@@ -139,7 +155,7 @@ go_tool() {
   local name="$1" pkg="$2"
   if [ -x "$BUILD/bin/$name" ] && [ "$FORCE" = 0 ]; then return; fi
   log "building $name from its Go module (deploy/tools/$name)"
-  (cd "deploy/tools/$name" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "../../.build/bin/$name.tmp" "$pkg")
+  (cd "deploy/tools/$name" && CGO_ENABLED=0 go build -tags "${PAYONCE_GO_TAGS:-}" -trimpath -ldflags='-s -w' -o "../../.build/bin/$name.tmp" "$pkg")
   mv "$BUILD/bin/$name.tmp" "$BUILD/bin/$name"
 }
 
@@ -153,17 +169,17 @@ image_context() {
 }
 
 build_nats() {
-  keep nats:2.15.2-alpine && return
+  keep "$NATS_IMAGE" && return
   busybox
   go_tool nats-server github.com/nats-io/nats-server/v2
   local ctx
   ctx="$(image_context nats "$BUILD/bin/nats-server" "$BUILD/bin/busybox")"
-  docker_build -t nats:2.15.2-alpine -f deploy/standins/nats/Dockerfile "$ctx"
-  log "built   nats:2.15.2-alpine"
+  docker_build -t "$NATS_IMAGE" -f deploy/standins/nats/Dockerfile "$ctx"
+  log "built   $NATS_IMAGE"
 }
 
 build_jaeger() {
-  keep jaegertracing/jaeger:2.13.0 && return
+  keep "$JAEGER_IMAGE" && return
   busybox
   if [ -n "$jaeger_pid" ]; then
     log "waiting for the Jaeger binary (log: $BUILD/jaeger-build.log)"
@@ -177,15 +193,30 @@ build_jaeger() {
   ctx="$(image_context jaeger "$BUILD/bin/jaeger" "$BUILD/bin/busybox" "$jaeger_src/cmd/jaeger/sampling-strategies.json")"
   chmod 644 "$ctx/sampling-strategies.json"
   mkdir -m 1777 "$ctx/tmp"
-  docker_build -t jaegertracing/jaeger:2.13.0 -f deploy/standins/jaeger/Dockerfile "$ctx"
-  log "built   jaegertracing/jaeger:2.13.0"
+  docker_build -t "$JAEGER_IMAGE" -f deploy/standins/jaeger/Dockerfile "$ctx"
+  log "built   $JAEGER_IMAGE"
+}
+
+# Prometheus from its Go module (deploy/tools/prometheus), with the
+# remove_all_sd build tag: only static and file service discovery, which is
+# all the compose stack uses, and a third of the build. No UI assets (they
+# are built with npm elsewhere): the HTTP API is complete.
+build_prometheus() {
+  keep "$PROMETHEUS_IMAGE" && return
+  busybox
+  PAYONCE_GO_TAGS=remove_all_sd,netgo go_tool prometheus github.com/prometheus/prometheus/cmd/prometheus
+  local ctx
+  ctx="$(image_context prometheus "$BUILD/bin/prometheus" "$BUILD/bin/busybox")"
+  mkdir -m 1777 "$ctx/prometheus-data"
+  docker_build -t "$PROMETHEUS_IMAGE" -f deploy/standins/prometheus/Dockerfile "$ctx"
+  log "built   $PROMETHEUS_IMAGE"
 }
 
 # payonce's images are built by deploy/Dockerfile itself, the file compose
 # uses, from a copy of the work tree (tracked and untracked, not ignored)
 # plus vendor/, so the build needs no network: it runs with --network none.
 build_payonce() {
-  local ctx="$BUILD/ctx/payonce" targets=(migrate) d hash
+  local ctx="$BUILD/ctx/payonce" targets=(migrate nats-exporter) d hash
   for d in services/*/cmd/*; do
     [ -f "$d/main.go" ] && targets+=("$(basename "$d")")
   done
@@ -210,7 +241,7 @@ build_payonce() {
     # the build stage of deploy/Dockerfile is built once, and each service
     # stage, taken unchanged from deploy/Dockerfile, copies from it.
     log "building the build stage (deploy/Dockerfile, target build, source $hash)"
-    docker_build --network none --target build -t "payonce/build:local" -f deploy/Dockerfile "$ctx"
+    docker_build --network none --build-arg "GO_IMAGE=$GO_IMAGE" --target build -t "payonce/build:local" -f deploy/Dockerfile "$ctx"
     local stages="$BUILD/Dockerfile.stages" empty="$BUILD/empty-context"
     { echo "FROM payonce/build:local AS build"; sed -n '/^FROM scratch AS base/,$p' deploy/Dockerfile; } >"$stages"
     mkdir -p "$empty"
@@ -231,14 +262,14 @@ command -v docker >/dev/null 2>&1 || { echo "local-images: docker is not install
 # The Jaeger binary is the long pole (about 10 minutes cold, all CPU) while
 # the Debian steps mostly wait on downloads, so it starts first, beside them.
 jaeger_pid=
-if wanted jaeger && { ! have_image jaegertracing/jaeger:2.13.0 || [ "$FORCE" = 1 ]; } &&
+if wanted jaeger && { ! have_image "$JAEGER_IMAGE" || [ "$FORCE" = 1 ]; } &&
   { [ ! -x "$BUILD/bin/jaeger" ] || [ "$FORCE" = 1 ]; }; then
   log "building the Jaeger binary in the background (about 10 minutes cold)"
   go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger >"$BUILD/jaeger-build.log" 2>&1 &
   jaeger_pid=$!
   trap '[ -z "$jaeger_pid" ] || kill "$jaeger_pid" 2>/dev/null || true' EXIT
 fi
-for step in debian golang postgres nats jaeger payonce; do
+for step in debian golang postgres nats jaeger prometheus payonce; do
   wanted "$step" && "build_$step"
 done
 log "done"

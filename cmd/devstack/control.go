@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/payonce/payonce/internal/otlpsink"
@@ -76,7 +75,7 @@ func (m *managed) cont() {
 		m.resume = nil
 	}
 	if m.paused {
-		_ = syscall.Kill(m.p.Pid(), syscall.SIGCONT)
+		_ = resumeProcess(m.p.Pid())
 		m.paused = false
 	}
 }
@@ -134,7 +133,7 @@ func (m *managed) pause(d time.Duration) error {
 	if m.paused {
 		return errors.New("the process is already paused")
 	}
-	if err := syscall.Kill(m.p.Pid(), syscall.SIGSTOP); err != nil {
+	if err := pauseProcess(m.p.Pid()); err != nil {
 		return err
 	}
 	m.paused = true

@@ -102,7 +102,7 @@ func (s *stack) startJaeger(ctx context.Context, cfg config, bin string) error {
 	var log strings.Builder
 	logw := &lockedBuilder{b: &log}
 	cmd.Stdout, cmd.Stderr = logw, logw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start jaeger: %w", err)
 	}
@@ -110,7 +110,9 @@ func (s *stack) startJaeger(ctx context.Context, cfg config, bin string) error {
 	go func() { _ = cmd.Wait(); close(done) }()
 	s.jaegerPid = cmd.Process.Pid
 	s.onStop(func() error {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			_ = cmd.Process.Kill() // no SIGTERM on Windows
+		}
 		select {
 		case <-done:
 		case <-time.After(stopGrace):

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -16,7 +15,7 @@ import (
 // writeSuperuserPassword picks the superuser's random password and writes
 // it where initdb --pwfile reads it (readable by the server's OS user
 // only); the file is removed with the cluster's directory.
-func (c *Cluster) writeSuperuserPassword(cred *syscall.Credential) (string, error) {
+func (c *Cluster) writeSuperuserPassword(runAs *osUser) (string, error) {
 	pw, err := RandomPassword()
 	if err != nil {
 		return "", err
@@ -26,8 +25,8 @@ func (c *Cluster) writeSuperuserPassword(cred *syscall.Credential) (string, erro
 	if err := os.WriteFile(file, []byte(pw+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("superuser password file: %w", err)
 	}
-	if cred != nil {
-		if err := os.Chown(file, int(cred.Uid), int(cred.Gid)); err != nil {
+	if runAs != nil {
+		if err := os.Chown(file, runAs.uid, runAs.gid); err != nil {
 			return "", fmt.Errorf("superuser password file: %w", err)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -117,7 +116,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	cred, err := serverCredential()
+	runAs, err := serverUser()
 	if err != nil {
 		return nil, err
 	}
@@ -130,20 +129,20 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fail(fmt.Errorf("chown postgres data dir to uid %d: %w", cred.Uid, err))
+	if runAs != nil {
+		if err := os.Chown(dir, runAs.uid, runAs.gid); err != nil {
+			return fail(fmt.Errorf("chown postgres data dir to uid %d: %w", runAs.uid, err))
 		}
 	}
 	dataDir := filepath.Join(dir, "data")
-	pwFile, err := c.writeSuperuserPassword(cred)
+	pwFile, err := c.writeSuperuserPassword(runAs)
 	if err != nil {
 		return fail(err)
 	}
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
 		"-D", dataDir, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", pwFile,
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = initdbAttr(runAs)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("initdb: %w: %s", err, bytes.TrimSpace(out)))
 	}
@@ -167,13 +166,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: cred,
-		// If this process dies without calling Stop, the server dies with it
-		// instead of lingering on the port.
-		Pdeathsig: syscall.SIGKILL,
-		Setpgid:   true,
-	}
+	cmd.SysProcAttr = postmasterAttr(runAs)
 	if opts.Log != nil {
 		cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
 	}
@@ -203,7 +196,9 @@ func (c *Cluster) URL(database string) string {
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		if c.cmd != nil && c.cmd.Process != nil {
-			_ = c.cmd.Process.Signal(syscall.SIGINT)
+			if err := c.cmd.Process.Signal(syscall.SIGINT); err != nil {
+				_ = c.cmd.Process.Kill() // no SIGINT on Windows
+			}
 			select {
 			case <-c.done:
 			case <-time.After(15 * time.Second):
@@ -274,26 +269,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	}
 }
 
-// serverCredential returns the unprivileged identity to run the server as
-// when this process is root (PostgreSQL refuses to run as root), or nil.
-func serverCredential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		if uid == 0 {
-			continue
-		}
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("running as root and no unprivileged user (postgres or nobody) to run PostgreSQL as: create one with `useradd --system postgres`")
-}
+// osUser is the unprivileged identity the server runs as when this
+// process is root (serverUser in localpg_linux.go).
+type osUser struct{ uid, gid int }
 
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -93,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		}
 	}()
 
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: cfg.Service, Getenv: cfg.Getenv, LogOutput: cfg.Stdout})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: cfg.Service, InstanceID: cfg.InstanceID, Getenv: cfg.Getenv, LogOutput: cfg.Stdout})
 	if err != nil {
 		return nil, err
 	}

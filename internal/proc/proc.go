@@ -60,10 +60,9 @@ func Start(name, bin string, env []string, log io.Writer, args ...string) (*Proc
 		w = io.MultiWriter(p.out, &prefixWriter{prefix: name + " | ", w: log})
 	}
 	cmd.Stdout, cmd.Stderr = w, w
-	// The child dies with us, so an aborted run leaves nothing behind; and it
-	// has its own process group, so a Ctrl-C in the terminal reaches only
-	// the parent, which then stops its children in order (Stop).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// On Linux the child dies with us and has a process group of its own
+	// (childAttr in proc_linux.go); elsewhere it is a plain child.
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -81,15 +80,20 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // ExitErr returns the exit error once Done is closed.
 func (p *Process) ExitErr() error { <-p.done; return p.err }
 
-// Kill sends SIGKILL and waits for the exit: a crash, not a shutdown.
+// Kill kills the process (SIGKILL on Unix) and waits for the exit: a
+// crash, not a shutdown.
 func (p *Process) Kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Process.Kill()
 	<-p.done
 }
 
 // Stop sends SIGTERM and waits up to grace for a clean exit, then kills.
+// Where a process cannot be sent SIGTERM (Windows), it is killed at once.
 func (p *Process) Stop(grace time.Duration) error {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.Kill()
+		return p.err
+	}
 	select {
 	case <-p.done:
 		return p.err

@@ -7,11 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -23,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config names the process and says where its signals go.
@@ -31,6 +35,11 @@ type Config struct {
 	ServiceName string
 	// ServiceVersion becomes service.version.
 	ServiceVersion string
+	// InstanceID becomes service.instance.id: which of a service's
+	// instances (orders-1, orders-2, coordinator c2) did the work. When
+	// empty, INSTANCE_ID is read, then the host name, which is the pod's
+	// name on Kubernetes and the container id under compose.
+	InstanceID string
 	// Getenv reads OTEL_* and LOG_* variables; os.Getenv in production,
 	// a map lookup in tests.
 	Getenv func(string) string
@@ -41,6 +50,10 @@ type Config struct {
 	SpanProcessors []sdktrace.SpanProcessor
 }
 
+// InstanceKey is the resource attribute naming a service's instance. On
+// /metrics it is the label service_instance_id.
+const InstanceKey = "service.instance.id"
+
 // Telemetry holds a process's providers. Pass its fields explicitly where
 // you can; Setup also installs them as the OpenTelemetry globals so that
 // instrumentation libraries (otelhttp, the pgx tracer) find them.
@@ -50,6 +63,8 @@ type Telemetry struct {
 	Propagator     propagation.TextMapPropagator
 	Registry       *prometheus.Registry
 	Logger         *slog.Logger
+	// InstanceID is the service.instance.id of every span and series.
+	InstanceID string
 	// Exporting reports whether spans leave the process over OTLP.
 	Exporting bool
 }
@@ -64,10 +79,18 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
+	instance := cfg.InstanceID
+	if instance == "" {
+		instance = getenv("INSTANCE_ID")
+	}
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(
 			attribute.String("service.name", cfg.ServiceName),
 			attribute.String("service.version", cfg.ServiceVersion),
+			attribute.String(InstanceKey, instance),
 		),
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),
@@ -97,7 +120,12 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promExporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// The resource's service.instance.id becomes a label of every series
+	// (service_instance_id), so that a dashboard can tell orders-1 from
+	// orders-2 whatever address Prometheus scraped them at; the rest of the
+	// resource stays in target_info.
+	promExporter, err := otelprom.New(otelprom.WithRegisterer(reg),
+		otelprom.WithResourceAsConstantLabels(attribute.NewAllowKeysFilter(InstanceKey)))
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
@@ -124,6 +152,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		Propagator:     prop,
 		Registry:       reg,
 		Logger:         logger,
+		InstanceID:     instance,
 		Exporting:      exporter != nil,
 	}, nil
 }
@@ -134,9 +163,34 @@ func (t *Telemetry) Tracer(name string) trace.Tracer { return t.TracerProvider.T
 // Meter returns a named meter whose instruments appear on /metrics.
 func (t *Telemetry) Meter(name string) metric.Meter { return t.MeterProvider.Meter(name) }
 
-// MetricsHandler serves the Prometheus exposition format.
+// MetricsHandler serves the Prometheus exposition format. Every series
+// carries service_instance_id: the OpenTelemetry instruments' from the
+// exporter, and those registered on Registry directly (the Go runtime's, the
+// coordinator's Raft metrics) get it added here.
 func (t *Telemetry) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry})
+	return promhttp.HandlerFor(instanceLabeled{t.Registry, t.InstanceID}, promhttp.HandlerOpts{Registry: t.Registry})
+}
+
+// instanceLabeled adds the service_instance_id label to every gathered
+// series that lacks it.
+type instanceLabeled struct {
+	prometheus.Gatherer
+	instance string
+}
+
+const instanceLabel = "service_instance_id"
+
+func (g instanceLabeled) Gather() ([]*dto.MetricFamily, error) {
+	families, err := g.Gatherer.Gather()
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == instanceLabel }) {
+				m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(instanceLabel), Value: proto.String(g.instance)})
+				slices.SortFunc(m.Label, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+			}
+		}
+	}
+	return families, err
 }
 
 // Shutdown flushes spans still buffered in the batcher, then stops the

@@ -142,3 +142,78 @@ func TestShutdownFlushesToOTLP(t *testing.T) {
 		t.Fatal("Shutdown returned before the buffered span was exported")
 	}
 }
+
+// TestInstanceIDOnSpansAndMetrics runs two instances of one service, as
+// compose runs orders-1 and orders-2: their spans must carry different
+// service.instance.id resource attributes (what Jaeger shows per process)
+// and every payonce series on /metrics the service_instance_id label, or a
+// ring owner cannot be told from its peer.
+func TestInstanceIDOnSpansAndMetrics(t *testing.T) {
+	ctx := context.Background()
+	spansOf := map[string]*tracetest.SpanRecorder{}
+	metricsOf := map[string]string{}
+	for _, tc := range []struct{ instance, fromConfig, fromEnv string }{
+		{instance: "orders-1", fromEnv: "orders-1"},
+		{instance: "orders-2", fromConfig: "orders-2", fromEnv: "ignored-when-config-names-one"},
+	} {
+		recorder := tracetest.NewSpanRecorder()
+		tel, err := telemetry.Setup(ctx, telemetry.Config{
+			ServiceName:    "orders",
+			InstanceID:     tc.fromConfig,
+			Getenv:         func(k string) string { return map[string]string{"INSTANCE_ID": tc.fromEnv}[k] },
+			SpanProcessors: []sdktrace.SpanProcessor{recorder},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, span := tel.Tracer("unit").Start(ctx, "create order")
+		span.End()
+		counter, err := tel.Meter("unit").Int64Counter("payonce_test_orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		counter.Add(ctx, 1)
+		rec := httptest.NewRecorder()
+		tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		metricsOf[tc.instance] = rec.Body.String()
+		spansOf[tc.instance] = recorder
+		_ = tel.Shutdown(ctx)
+	}
+	for instance, recorder := range spansOf {
+		ended := recorder.Ended()
+		if len(ended) != 1 {
+			t.Fatalf("%s: %d spans, want 1", instance, len(ended))
+		}
+		got, ok := ended[0].Resource().Set().Value(telemetry.InstanceKey)
+		if !ok || got.AsString() != instance {
+			t.Errorf("%s's span has %s=%q (present %v), want %q", instance, telemetry.InstanceKey, got.AsString(), ok, instance)
+		}
+		for _, want := range []string{
+			`payonce_test_orders_total{otel_scope_name="unit",otel_scope_schema_url="",otel_scope_version="",service_instance_id="` + instance + `"} 1`,
+			// Registered on the registry directly, not through OpenTelemetry.
+			`go_goroutines{service_instance_id="` + instance + `"} `,
+		} {
+			if !strings.Contains(metricsOf[instance], want) {
+				t.Errorf("%s's /metrics lacks %s:\n%.3000s", instance, want, metricsOf[instance])
+			}
+		}
+	}
+}
+
+func TestInstanceIDDefaultsToHostName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorder := tracetest.NewSpanRecorder()
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "bank", SpanProcessors: []sdktrace.SpanProcessor{recorder}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	_, span := tel.Tracer("unit").Start(context.Background(), "charge")
+	span.End()
+	if got, _ := recorder.Ended()[0].Resource().Set().Value(telemetry.InstanceKey); got.AsString() != host {
+		t.Errorf("%s=%q with no INSTANCE_ID, want the host name %q", telemetry.InstanceKey, got.AsString(), host)
+	}
+}

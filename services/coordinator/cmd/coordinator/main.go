@@ -38,7 +38,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "coordinator", Getenv: getenv, LogOutput: stdout})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "coordinator", InstanceID: cfg.NodeID, Getenv: getenv, LogOutput: stdout})
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
