@@ -201,8 +201,12 @@ jetstream {
 %s}
 `, s.opts.ServerName, s.opts.Port, s.monitor, s.opts.StoreDir, 256<<20, 1<<30, sync)
 	if c := s.opts.Cluster; c != nil {
-		text += fmt.Sprintf("cluster {\n  name: %q\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
-			c.Name, c.Port, `"`+strings.Join(c.Routes, `", "`)+`"`)
+		routeTLS := ""
+		if s.opts.Security != nil {
+			routeTLS = s.opts.Security.routeTLSConf()
+		}
+		text += fmt.Sprintf("cluster {\n  name: %q\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n%s}\n",
+			c.Name, c.Port, `"`+strings.Join(c.Routes, `", "`)+`"`, routeTLS)
 	}
 	if s.opts.Security != nil {
 		text += s.opts.Security.Conf()

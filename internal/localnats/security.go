@@ -62,6 +62,15 @@ func (s Security) Conf() string {
 	return b.String()
 }
 
+// routeTLSConf is the tls block of a cluster's routes: nodes route to
+// each other only over mutual TLS with certificates of the same CA, so a
+// process that reaches a route port cannot join the cluster and read or
+// write every stream.
+func (s Security) routeTLSConf() string {
+	return fmt.Sprintf("  tls {\n    cert_file: %s\n    key_file: %s\n    ca_file: %s\n    verify: true\n    timeout: 2\n  }\n",
+		strconv.Quote(s.Server.Cert), strconv.Quote(s.Server.Key), strconv.Quote(s.Server.CA))
+}
+
 func quoteList(items []string) string {
 	q := make([]string, len(items))
 	for i, s := range items {
@@ -74,8 +83,15 @@ func quoteList(items []string) string {
 // server's own configuration reader, so the embedded server and the child
 // process are configured by the same text.
 func (s Security) apply(o *server.Options, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("nats security config: %w", err)
+	}
 	file := filepath.Join(dir, "security.conf")
-	if err := os.WriteFile(file, []byte(s.Conf()), 0o600); err != nil {
+	text := s.Conf()
+	if o.Cluster.Port != 0 {
+		text += "cluster {\n  listen: \"127.0.0.1:0\"\n" + s.routeTLSConf() + "}\n"
+	}
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		return fmt.Errorf("nats security config: %w", err)
 	}
 	parsed, err := server.ProcessConfigFile(file)
@@ -84,5 +100,8 @@ func (s Security) apply(o *server.Options, dir string) error {
 	}
 	o.TLSConfig, o.TLS, o.TLSVerify, o.TLSMap, o.TLSTimeout = parsed.TLSConfig, parsed.TLS, parsed.TLSVerify, parsed.TLSMap, parsed.TLSTimeout
 	o.Users = parsed.Users
+	if o.Cluster.Port != 0 {
+		o.Cluster.TLSConfig, o.Cluster.TLSTimeout = parsed.Cluster.TLSConfig, parsed.Cluster.TLSTimeout
+	}
 	return nil
 }
