@@ -375,7 +375,7 @@ func startOurs(dir, store string, timing time.Duration, mode string) (*system, e
 	servers := make([]*http.Server, 3)
 	var mu sync.Mutex
 	start := func(i int) error {
-		n, err := raftnode.Open(raftnode.Config{ID: peers[i].ID, Bind: peers[i].Addr, DataDir: filepath.Join(dir, peers[i].ID), LogStore: store, Peers: peers, LogOutput: io.Discard,
+		n, err := raftnode.Open(raftnode.Config{ID: peers[i].ID, Bind: peers[i].Addr, DataDir: filepath.Join(dir, peers[i].ID), LogStore: store, Peers: peers, Bootstrap: true, LogOutput: io.Discard,
 			HeartbeatTimeout: timing, ElectionTimeout: timing, LeaderLeaseTimeout: timing / 2})
 		if err != nil {
 			return err

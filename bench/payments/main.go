@@ -116,6 +116,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		peers = append(peers, fmt.Sprintf("c%d=127.0.0.1:%d=%s", i+1, raftPort, url))
 		coordEnv = append(coordEnv, []string{
 			fmt.Sprintf("COORDINATOR_NODE_ID=c%d", i+1),
+			fmt.Sprintf("COORDINATOR_BOOTSTRAP=%t", i == 0), // c1 bootstraps, its leader admits c2 and c3
 			fmt.Sprintf("COORDINATOR_RAFT_BIND=127.0.0.1:%d", raftPort),
 			fmt.Sprintf("COORDINATOR_HTTP_ADDR=127.0.0.1:%d", httpPort),
 			"COORDINATOR_DATA_DIR=" + filepath.Join(work, fmt.Sprintf("c%d", i+1)),

@@ -329,8 +329,12 @@ func (s *stack) startCoordinators(ctx context.Context, cfg config, bin string, c
 	var started []*proc.Process
 	for i := range 3 {
 		id := fmt.Sprintf("c%d", i+1)
+		// c1 alone is told to bootstrap (it does so only with an empty data
+		// dir and peers that belong to no cluster); its leader admits the
+		// others, and a restart of any of them keeps its state.
 		p, err := s.startProcess("coordinator-"+id, bin, append([]string{
 			"COORDINATOR_NODE_ID=" + id,
+			fmt.Sprintf("COORDINATOR_BOOTSTRAP=%t", i == 0),
 			"COORDINATOR_PEERS=" + strings.Join(peers, ","),
 			fmt.Sprintf("COORDINATOR_RAFT_BIND=127.0.0.1:%d", cfg.RaftPorts[i]),
 			fmt.Sprintf("COORDINATOR_HTTP_ADDR=127.0.0.1:%d", cfg.CoordinatorPorts[i]),

@@ -130,6 +130,7 @@ type leaseBody struct {
 	LeaseID string `json:"lease_id"`
 	Lock    string `json:"lock"`
 	Token   uint64 `json:"token"`
+	Epoch   uint64 `json:"epoch"`
 }
 
 // Acquire takes the lock name for ttl and keeps it alive in the background
@@ -169,6 +170,7 @@ func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, op
 	}
 	span.SetAttributes(attribute.Int64("lock.token", int64(lb.Token)))
 	l := newLease(c, name, lb.LeaseID, lb.Token, ttl, sentAt.Add(ttl-c.margin(ttl)))
+	l.epoch = lb.Epoch
 	if time.Since(sentAt) >= ttl/3 {
 		// The grant came late (it queued, or the call was retried): the
 		// deadline counted from sentAt is still safe, since the server's is

@@ -58,3 +58,39 @@ func TestFenceAcceptsRisingTokensAndRejectsLowerOnes(t *testing.T) {
 		t.Fatal("token 0 accepted")
 	}
 }
+
+// TestFenceOrdersByEpochThenTokenAndEqualTokensOnlyForTheSameLease: a
+// cluster rebuilt from nothing (a larger epoch, tokens low again) passes the
+// fence at once instead of being fenced out until its tokens pass the old
+// cluster's; the old cluster's holders are then refused; an equal token
+// passes for its own lease only.
+func TestFenceOrdersByEpochThenTokenAndEqualTokensOnlyForTheSameLease(t *testing.T) {
+	ctx := context.Background()
+	pool := fencePool(t)
+	in := func(tok lock.FenceToken) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return lock.FenceLease(ctx, tx, "customer-1", tok) })
+	}
+	for _, step := range []struct {
+		name  string
+		tok   lock.FenceToken
+		stale bool
+	}{
+		{"old cluster's grant", lock.FenceToken{Epoch: 1000, Token: 900, LeaseID: "a"}, false},
+		{"same lease writes again", lock.FenceToken{Epoch: 1000, Token: 900, LeaseID: "a"}, false},
+		{"equal token, another lease", lock.FenceToken{Epoch: 1000, Token: 900, LeaseID: "b"}, true},
+		{"rebuilt cluster, tokens low again", lock.FenceToken{Epoch: 2000, Token: 3, LeaseID: "c"}, false},
+		{"old cluster's later grant", lock.FenceToken{Epoch: 1000, Token: 950, LeaseID: "d"}, true},
+		{"lower token in the new epoch", lock.FenceToken{Epoch: 2000, Token: 2, LeaseID: "e"}, true},
+		{"next grant in the new epoch", lock.FenceToken{Epoch: 2000, Token: 4, LeaseID: "f"}, false},
+	} {
+		err := in(step.tok)
+		if step.stale != errors.Is(err, lock.ErrStaleToken) || (!step.stale && err != nil) {
+			t.Fatalf("%s %+v: %v (stale expected: %v)", step.name, step.tok, err, step.stale)
+		}
+	}
+	var epoch, tok int64
+	var lease string
+	if err := pool.QueryRow(ctx, `SELECT epoch, token, lease_id FROM fence_tokens WHERE resource = 'customer-1'`).Scan(&epoch, &tok, &lease); err != nil || epoch != 2000 || tok != 4 || lease != "f" {
+		t.Fatalf("recorded (%d, %d, %q), %v; want (2000, 4, f)", epoch, tok, lease, err)
+	}
+}

@@ -17,6 +17,7 @@ type Lease struct {
 	name  string
 	id    string
 	token uint64
+	epoch uint64
 	ttl   time.Duration
 
 	ctx    context.Context
@@ -39,6 +40,14 @@ func newLease(c *Client, name, id string, token uint64, ttl time.Duration, deadl
 // Token returns the lease's fencing token; pass it to Fence with every
 // write made under the lock.
 func (l *Lease) Token() uint64 { return l.token }
+
+// Epoch returns the epoch of the coordinator cluster that granted the lease.
+func (l *Lease) Epoch() uint64 { return l.epoch }
+
+// FenceToken returns what writes under this lease present to FenceLease.
+func (l *Lease) FenceToken() FenceToken {
+	return FenceToken{Epoch: l.epoch, Token: l.token, LeaseID: l.id}
+}
 
 // ID returns the lease id.
 func (l *Lease) ID() string { return l.id }

@@ -23,6 +23,10 @@ type Lease struct {
 	Owner string `json:"owner,omitempty"`
 	// Token is the fencing token of the grant.
 	Token FenceToken `json:"token"`
+	// Epoch is the cluster's epoch, fixed when the cluster was bootstrapped;
+	// fenced storage orders grants by (Epoch, Token), so a cluster rebuilt
+	// from nothing (whose tokens restart low) is not fenced out forever.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// TTL is how long the lease lives after its last keepalive.
 	TTL time.Duration `json:"-"`
 	// Remaining is the lease time left as of the last applied log entry; it is

@@ -130,6 +130,8 @@ func startCoordinators(t *testing.T, extraEnv ...string) *coordinators {
 		peers = append(peers, fmt.Sprintf("c%d=127.0.0.1:%d=%s", i+1, raftPort, url))
 		c.env = append(c.env, []string{
 			fmt.Sprintf("COORDINATOR_NODE_ID=c%d", i+1),
+			// c1 alone bootstraps; its leader admits c2 and c3.
+			fmt.Sprintf("COORDINATOR_BOOTSTRAP=%t", i == 0),
 			fmt.Sprintf("COORDINATOR_RAFT_BIND=127.0.0.1:%d", raftPort),
 			fmt.Sprintf("COORDINATOR_HTTP_ADDR=127.0.0.1:%d", httpPorts[i]),
 			"COORDINATOR_DATA_DIR=" + filepath.Join(t.TempDir(), fmt.Sprintf("c%d", i+1)),

@@ -38,6 +38,15 @@ type Cluster struct {
 	nodes   []*raftnode.Node
 	servers []*http.Server
 	cancels cancelGate
+	wiped   map[int]bool
+	tune    func(*raftnode.Config)
+}
+
+// Options adjusts a test cluster.
+type Options struct {
+	// Tune, if set, changes each node's configuration before it starts
+	// (snapshot thresholds, trailing logs, timeouts).
+	Tune func(*raftnode.Config)
 }
 
 // cancelGate holds the cancel-wait proposals of every node while closed.
@@ -105,7 +114,13 @@ func (h *CancelHold) Release() {
 // Start starts size nodes and waits for a leader. They stop when the test ends.
 func Start(t testing.TB, size int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, nodes: make([]*raftnode.Node, size), servers: make([]*http.Server, size)}
+	return StartWith(t, size, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, size int, opts Options) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, nodes: make([]*raftnode.Node, size), servers: make([]*http.Server, size), wiped: map[int]bool{}, tune: opts.Tune}
 	base := t.TempDir()
 	for i := range size {
 		c.peers = append(c.peers, raftnode.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: freeAddr(t)})
@@ -164,15 +179,22 @@ func (c *Cluster) Restart(i int) {
 		ln   net.Listener
 		err  error
 	)
+	c.mu.Lock()
+	wiped := c.wiped[i]
+	c.mu.Unlock()
 	// A port just released by Kill may take a moment to bind again.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		node, err = raftnode.Open(raftnode.Config{
-			ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: os.Getenv(LogStoreEnv), Peers: c.peers,
+		cfg := raftnode.Config{
+			ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: os.Getenv(LogStoreEnv), Peers: c.peers, Bootstrap: !wiped,
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 			TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,
-		})
+		}
+		if c.tune != nil {
+			c.tune(&cfg)
+		}
+		node, err = raftnode.Open(cfg)
 		if err == nil {
 			if ln, err = net.Listen("tcp", c.httpAddrs[i]); err == nil {
 				break
@@ -196,6 +218,23 @@ func (c *Cluster) Restart(i int) {
 	c.nodes[i], c.servers[i] = node, srv
 	c.mu.Unlock()
 }
+
+// Wipe kills node i and deletes its data directory, like a lost disk. The
+// next Restart starts it without the instruction to bootstrap, so it joins
+// and waits to be admitted (POST /v1/cluster/voters on the leader).
+func (c *Cluster) Wipe(i int) {
+	c.t.Helper()
+	c.Kill(i)
+	if err := os.RemoveAll(c.dirs[i]); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.wiped[i] = true
+	c.mu.Unlock()
+}
+
+// RaftAddr returns node i's Raft address.
+func (c *Cluster) RaftAddr(i int) string { return c.peers[i].Addr }
 
 // Kill stops node i abruptly: its HTTP server closes its connections and
 // its Raft node shuts down without handing leadership over.

@@ -19,6 +19,13 @@ const (
 	OpRegister   Op = "register"
 	OpHeartbeat  Op = "heartbeat"
 	OpDeregister Op = "deregister"
+	// OpInit fixes the cluster epoch; the first one applied wins, later
+	// ones change nothing (see state.Epoch).
+	OpInit Op = "init"
+	// OpAdmit lets a node that came up with an empty data directory vote
+	// again: Server's Incarnation is recorded, and the node, applying the
+	// entry, recognises its own incarnation (see raftnode's joining mode).
+	OpAdmit Op = "admit"
 )
 
 // Command is one log entry's payload. Now is set by the leader when it
@@ -39,6 +46,10 @@ type Command struct {
 	Service  string `json:"svc,omitempty"`
 	Instance string `json:"inst,omitempty"`
 	Addr     string `json:"addr,omitempty"`
+
+	Epoch       uint64 `json:"epoch,omitempty"`
+	Server      string `json:"server,omitempty"`
+	Incarnation string `json:"inc,omitempty"`
 }
 
 // Encode serialises the command for the log.

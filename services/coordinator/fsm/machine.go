@@ -55,6 +55,16 @@ type state struct {
 	Locks     map[string]*lock    `json:"locks"`
 	Requests  map[string]*request `json:"requests"`
 	Services  map[string]*service `json:"services"`
+	// Epoch is the cluster's epoch, fixed by the first init entry after
+	// bootstrap and carried by every lease: the fence orders writes by
+	// (epoch, token), so a cluster rebuilt from nothing (tokens restart
+	// low, epoch is larger) is not fenced out by the old cluster's tokens.
+	// Zero until the first leader has written it.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Admitted maps a server id to the incarnation (a random id a node
+	// draws when it starts with an empty data directory) the leader has
+	// admitted as a voter.
+	Admitted map[string]string `json:"admitted,omitempty"`
 }
 
 // clock is the machine's log time. Term is the Raft term of the last applied
@@ -204,6 +214,20 @@ func (m *Machine) Apply(index, term uint64, cmd Command) Result {
 		return s.heartbeat(now, cmd)
 	case OpDeregister:
 		return s.deregister(index, cmd)
+	case OpInit:
+		if s.Epoch == 0 && cmd.Epoch > 0 {
+			s.Epoch = cmd.Epoch
+		}
+		return Result{}
+	case OpAdmit:
+		if cmd.Server == "" || cmd.Incarnation == "" {
+			return Result{Err: errs.E(errs.Invalid, "admit needs a server and an incarnation")}
+		}
+		if s.Admitted == nil {
+			s.Admitted = map[string]string{}
+		}
+		s.Admitted[cmd.Server] = cmd.Incarnation
+		return Result{}
 	default:
 		return Result{Err: fmt.Errorf("fsm: unknown op %q", cmd.Op)}
 	}
@@ -574,7 +598,7 @@ func (s *state) deregister(index uint64, c Command) Result {
 
 func (s *state) view(name string, h *lease) *coordinator.Lease {
 	return &coordinator.Lease{
-		ID: h.ID, Lock: name, Owner: h.Owner, Token: coordinator.FenceToken(h.Token),
+		ID: h.ID, Lock: name, Owner: h.Owner, Token: coordinator.FenceToken(h.Token), Epoch: s.Epoch,
 		TTL: time.Duration(h.TTL), Remaining: time.Duration(max(h.Deadline-s.Clock.Now, 0)),
 	}
 }
@@ -637,6 +661,21 @@ func (m *Machine) Attempt(rid string) uint64 {
 		return r.Attempt
 	}
 	return 0
+}
+
+// Epoch returns the cluster epoch (zero until the first init entry).
+func (m *Machine) Epoch() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Epoch
+}
+
+// Admitted returns the incarnation of server id the leader last admitted,
+// or "".
+func (m *Machine) Admitted(id string) string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.Admitted[id]
 }
 
 // Members returns a service's membership as of the last applied entry.

@@ -43,7 +43,7 @@ func NewAPI(cfg APIConfig) http.Handler {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	tracing := Tracing(cfg.Tracer)
-	cluster := NewClusterHandler(cfg.Cluster, cfg.Logger, tracing)
+	cluster := NewClusterHandler(cfg.Cluster, cfg.Peers, cfg.Logger, tracing)
 	api := http.NewServeMux()
 	api.Handle("/v1/cluster", cluster)
 	api.Handle("/v1/cluster/", cluster)
@@ -53,6 +53,11 @@ func NewAPI(cfg APIConfig) http.Handler {
 		Checks: []httpkit.Check{{Name: "raft-leader", Probe: func(context.Context) error {
 			if id, _ := cfg.Cluster.Leader(); id == "" {
 				return errors.New("no leader known")
+			}
+			return nil
+		}}, {Name: "raft-voter", Probe: func(context.Context) error {
+			if joining, inc := cfg.Cluster.Joining(); joining {
+				return errors.New("joining: started with an empty data directory and no instruction to bootstrap; refusing to vote until the leader admits incarnation " + inc)
 			}
 			return nil
 		}}},

@@ -23,6 +23,35 @@ type Cluster interface {
 	RemoveServer(id string) error
 	// Servers maps each server id to its Raft address.
 	Servers() (map[string]string, error)
+	// ID is this node's server id; RaftAddr the address peers dial.
+	ID() string
+	RaftAddr() string
+	// Joining reports whether this node waits to be admitted (it started
+	// with an empty data directory and no instruction to bootstrap) and
+	// the incarnation it waits with.
+	Joining() (bool, string)
+	// Admit lets a joining node with that incarnation vote again; only the
+	// leader can.
+	Admit(ctx context.Context, id, incarnation string) error
+}
+
+// SelfPath is the route at which every node describes itself; it is never
+// forwarded to the leader.
+const SelfPath = "/v1/cluster/self"
+
+// Self is a node's own view of its membership.
+type Self struct {
+	ID          string `json:"id"`
+	RaftAddr    string `json:"raft_addr"`
+	Joining     bool   `json:"joining"`
+	Incarnation string `json:"incarnation,omitempty"`
+	LeaderID    string `json:"leader_id,omitempty"`
+}
+
+func selfOf(c Cluster) Self {
+	joining, inc := c.Joining()
+	leader, _ := c.Leader()
+	return Self{ID: c.ID(), RaftAddr: c.RaftAddr(), Joining: joining, Incarnation: inc, LeaderID: leader}
 }
 
 type voterRequest struct {
@@ -38,9 +67,13 @@ type clusterResponse struct {
 // NewClusterHandler serves the cluster admin routes:
 //
 //	GET    /v1/cluster              leader and servers
-//	POST   /v1/cluster/voters       add a voter {"id","addr"} (204)
+//	GET    /v1/cluster/self         this node: id, Raft address, joining (never forwarded)
+//	POST   /v1/cluster/voters       add a voter {"id","addr"} and admit it if it is joining (204)
 //	DELETE /v1/cluster/voters/{id}  remove a server (204)
-func NewClusterHandler(c Cluster, logger *slog.Logger, mw ...func(string) endpoint.Middleware) http.Handler {
+//
+// peers maps server ids to HTTP base URLs: adding a voter asks the node at
+// its URL whether it is joining, and admits its incarnation.
+func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, mw ...func(string) endpoint.Middleware) http.Handler {
 	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint {
 		for i := len(mw) - 1; i >= 0; i-- {
 			e = mw[i](name)(e)
@@ -59,11 +92,20 @@ func NewClusterHandler(c Cluster, logger *slog.Logger, mw ...func(string) endpoi
 			return clusterResponse{LeaderID: id, Servers: servers}, nil
 		}),
 		func(context.Context, *http.Request) (any, error) { return nil, nil }, httpkit.EncodeJSON, opts...))
+	mux.Handle("GET "+SelfPath, kithttp.NewServer(
+		wrap("coordinator.self", func(context.Context, any) (any, error) { return selfOf(c), nil }),
+		func(context.Context, *http.Request) (any, error) { return nil, nil }, httpkit.EncodeJSON, opts...))
+	admitter := &Admitter{Cluster: c, Peers: peers, Logger: logger}
 	mux.Handle("POST /v1/cluster/voters", kithttp.NewServer(
-		wrap("coordinator.add_voter", func(_ context.Context, req any) (any, error) {
+		wrap("coordinator.add_voter", func(ctx context.Context, req any) (any, error) {
 			r := req.(voterRequest)
 			if err := c.AddVoter(r.ID, r.Addr); err != nil {
 				return nil, errs.Wrap(errs.Unavailable, "could not add voter", err)
+			}
+			// A node that lost its disk refuses to vote until admitted;
+			// adding it back is the operator's word that it may.
+			if err := admitter.admit(ctx, r.ID, false); err != nil {
+				return nil, errs.Wrap(errs.Unavailable, "voter added; admitting it failed (retry the request)", err)
 			}
 			return noContent{}, nil
 		}),

@@ -46,7 +46,7 @@ func NewForwarder(node Leadership, peers map[string]string) *Forwarder {
 // needsLeader reports whether r must be served by the leader: every write,
 // and every read that did not ask for stale data.
 func needsLeader(r *http.Request) bool {
-	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+	if !strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == SelfPath {
 		return false
 	}
 	if r.Method == http.MethodGet {

@@ -46,13 +46,14 @@ type LeaseResponse struct {
 	Lock            string `json:"lock"`
 	Owner           string `json:"owner,omitempty"`
 	Token           uint64 `json:"token"`
+	Epoch           uint64 `json:"epoch"`
 	TTLMillis       int64  `json:"ttl_ms"`
 	RemainingMillis int64  `json:"remaining_ms"`
 }
 
 func leaseResponseOf(l coordinator.Lease) LeaseResponse {
 	return LeaseResponse{
-		LeaseID: l.ID, Lock: l.Lock, Owner: l.Owner, Token: uint64(l.Token),
+		LeaseID: l.ID, Lock: l.Lock, Owner: l.Owner, Token: uint64(l.Token), Epoch: l.Epoch,
 		TTLMillis: l.TTL.Milliseconds(), RemainingMillis: l.Remaining.Milliseconds(),
 	}
 }

@@ -139,6 +139,9 @@ type cluster struct {
 	mu    sync.Mutex
 	nodes []*Node // nil while a node is down
 	tune  func(*Config)
+	// wiped marks nodes whose data directory was lost: they restart
+	// without the instruction to bootstrap.
+	wiped map[int]bool
 }
 
 func freeAddr(t *testing.T) string {
@@ -153,7 +156,7 @@ func freeAddr(t *testing.T) string {
 
 func newCluster(t *testing.T, size int, tune func(*Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, net: &network{cut: map[[2]raft.ServerAddress]bool{}}, tune: tune}
+	c := &cluster{t: t, net: &network{cut: map[[2]raft.ServerAddress]bool{}}, tune: tune, wiped: map[int]bool{}}
 	base := t.TempDir()
 	for i := range size {
 		c.peers = append(c.peers, Peer{ID: fmt.Sprintf("n%d", i+1), Addr: freeAddr(t)})
@@ -169,7 +172,7 @@ func newCluster(t *testing.T, size int, tune func(*Config)) *cluster {
 
 func (c *cluster) config(i int) Config {
 	cfg := Config{
-		ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: testLogStore, Peers: c.peers,
+		ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: testLogStore, Peers: c.peers, Bootstrap: !c.wipedNode(i),
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,
@@ -206,6 +209,25 @@ func (c *cluster) kill(i int) {
 	if n != nil {
 		_ = n.Close()
 	}
+}
+
+// wipe kills node i and deletes its data directory, like a lost disk; the
+// node restarts (start) without the instruction to bootstrap.
+func (c *cluster) wipe(i int) {
+	c.t.Helper()
+	c.kill(i)
+	if err := os.RemoveAll(c.dirs[i]); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.wiped[i] = true
+	c.mu.Unlock()
+}
+
+func (c *cluster) wipedNode(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wiped[i]
 }
 
 func (c *cluster) stopAll() {

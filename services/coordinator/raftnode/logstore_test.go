@@ -23,7 +23,7 @@ func TestEachLogStoreKeepsStateAndRefusesTheOther(t *testing.T) {
 		t.Run(tc.store, func(t *testing.T) {
 			addr := freeAddr(t)
 			cfg := Config{
-				ID: "n1", Bind: addr, DataDir: t.TempDir(), LogStore: tc.store, Peers: []Peer{{ID: "n1", Addr: addr}},
+				ID: "n1", Bind: addr, DataDir: t.TempDir(), LogStore: tc.store, Peers: []Peer{{ID: "n1", Addr: addr}}, Bootstrap: true,
 				HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 				LeaderLeaseTimeout: 150 * time.Millisecond, TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,
 			}

@@ -45,9 +45,21 @@ type Config struct {
 	// Empty means the store DataDir already holds, or DefaultLogStore for a
 	// new DataDir. Open refuses a DataDir that holds the other store.
 	LogStore string
-	// Peers is the initial voter set, used only to bootstrap a node that has
-	// no state yet.
+	// Peers is the initial voter set, used only when Bootstrap is set and
+	// the node has no state yet.
 	Peers []Peer
+	// Bootstrap creates a new cluster of Peers if the data directory holds
+	// no Raft state. Without it, a node with no state never bootstraps: it
+	// starts joining (it refuses to vote) and waits for the leader to admit
+	// it, because an empty data directory may be a lost disk, and a node
+	// that bootstraps again, or votes, after forgetting its log can lose
+	// committed grants (see joining.go).
+	Bootstrap bool
+	// Epoch is the cluster epoch the first leader writes if the log has
+	// none; zero means the leader's wall clock in milliseconds at that
+	// moment. An operator rebuilding a cluster from nothing may set it to
+	// a value above the old cluster's epoch (see ADR 0010).
+	Epoch uint64
 
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and CommitTimeout
 	// tune Raft; zero means DefaultHeartbeatTimeout, DefaultElectionTimeout,
@@ -110,6 +122,7 @@ type Node struct {
 	machine *fsm.Machine
 	trans   raft.Transport
 	store   durableStore
+	joining *joining
 	origin  time.Time
 	tracer  trace.Tracer
 	metrics *Metrics
@@ -198,24 +211,33 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)
 	}
-	var trans raft.Transport = tcp
-	if !cfg.HeartbeatFastPath {
-		trans = serialHeartbeats{Transport: tcp}
-	}
-	if cfg.WrapTransport != nil {
-		trans = cfg.WrapTransport(trans)
-	}
 	closeAll := func() { tcp.Close(); store.Close() }
-
-	// Bootstrapping only a node without state makes identical flags on every
-	// node safe: a restarted node keeps its log, and a node that joins with
-	// state ignores the peer list.
 	hasState, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("raftnode: inspect state: %w", err)
 	}
-	if !hasState && len(cfg.Peers) > 0 {
+	join, err := loadJoining(cfg.DataDir, hasState, cfg.Bootstrap)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	var trans raft.Transport = tcp
+	if !cfg.HeartbeatFastPath {
+		trans = serialHeartbeats{Transport: tcp}
+	}
+	trans = newVoteGuard(trans, join)
+	if cfg.WrapTransport != nil {
+		trans = cfg.WrapTransport(trans)
+	}
+	if join.active.Load() {
+		logger.Warn("no Raft state and not told to bootstrap: joining; refusing to vote until the leader admits this node (incarnation " + join.incarnation + ")")
+	}
+
+	// Only an explicit instruction bootstraps, and only a node without
+	// state: a restarted node keeps its log, and an empty data directory
+	// without the instruction may be a lost disk (it joins instead).
+	if !hasState && cfg.Bootstrap && len(cfg.Peers) > 0 {
 		var servers []raft.Server
 		for _, p := range cfg.Peers {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
@@ -228,7 +250,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 
 	n := &Node{
-		cfg: cfg, machine: fsm.New(), trans: trans, store: store, origin: time.Now(),
+		cfg: cfg, machine: fsm.New(), trans: trans, store: store, joining: join, origin: time.Now(),
 		tracer: otel.Tracer("github.com/payonce/payonce/services/coordinator/raftnode"), metrics: cfg.Metrics,
 		observations: make(chan raft.Observation, 16), stop: make(chan struct{}),
 	}
@@ -243,9 +265,53 @@ func Open(cfg Config) (*Node, error) {
 		return ok
 	})
 	r.RegisterObserver(n.observer)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leaderDuties()
+	go n.awaitAdmission(logger)
 	return n, nil
+}
+
+// awaitAdmission ends joining mode when the machine applies an admit entry
+// with this node's incarnation.
+func (n *Node) awaitAdmission(logger hclog.Logger) {
+	defer n.wg.Done()
+	for n.joining.active.Load() {
+		changed := n.machine.Changed()
+		ok, err := n.joining.admit(n.machine.Admitted(n.cfg.ID))
+		if err != nil {
+			logger.Error("admission", "error", err)
+		}
+		if ok {
+			logger.Info("admitted by the leader: voting again", "incarnation", n.joining.incarnation)
+			return
+		}
+		select {
+		case <-changed:
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// Joining reports whether this node is waiting to be admitted (it came up
+// with no state and no instruction to bootstrap), and its incarnation.
+func (n *Node) Joining() (bool, string) {
+	return n.joining.active.Load(), n.joining.incarnation
+}
+
+// RefusedVotes counts the vote and pre-vote requests this node refused
+// while joining.
+func (n *Node) RefusedVotes() int64 { return n.joining.refused.Load() }
+
+// Admit writes the entry that lets server id, joining with incarnation,
+// vote again. Only the leader can; call it after the server is in the
+// configuration (AddVoter).
+func (n *Node) Admit(ctx context.Context, id, incarnation string) error {
+	res, err := n.Apply(ctx, fsm.Command{Op: fsm.OpAdmit, Server: id, Incarnation: incarnation})
+	if err != nil {
+		return err
+	}
+	return res.Err
 }
 
 // now is the leader's clock for stamping commands: monotonic nanoseconds
@@ -281,6 +347,7 @@ func (n *Node) leaderDuties() {
 			}
 			if lo := o.Data.(raft.LeaderObservation); lo.LeaderID == raft.ServerID(n.cfg.ID) {
 				n.tick()
+				n.initEpoch()
 			}
 		case <-ticker.C:
 			if n.raft.State() != raft.Leader {
@@ -297,8 +364,24 @@ func (n *Node) leaderDuties() {
 			if term != n.raft.CurrentTerm() || pending {
 				n.tick()
 			}
+			n.initEpoch()
 		}
 	}
+}
+
+// initEpoch writes the cluster epoch if the log has none yet: the first
+// leader after bootstrap fixes it (later init entries change nothing).
+func (n *Node) initEpoch() {
+	if n.machine.Epoch() != 0 {
+		return
+	}
+	epoch := n.cfg.Epoch
+	if epoch == 0 {
+		epoch = uint64(time.Now().UnixMilli())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.TickInterval+time.Second)
+	defer cancel()
+	_, _ = n.Apply(ctx, fsm.Command{Op: fsm.OpInit, Epoch: epoch})
 }
 
 func (n *Node) tick() {
@@ -452,6 +535,9 @@ func (n *Node) Machine() *fsm.Machine { return n.machine }
 // ID returns the node's server id.
 func (n *Node) ID() string { return n.cfg.ID }
 
+// RaftAddr returns the address peers dial to reach this node.
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
 // IsLeader reports whether this node currently believes it is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
@@ -492,6 +578,9 @@ func (n *Node) Servers() (map[string]string, error) {
 	return out, nil
 }
 
+// shutdownWait bounds how long Close waits for hashicorp/raft to stop.
+const shutdownWait = 15 * time.Second
+
 // Close stops the node: Raft shuts down, the transport and the store close.
 // It does not hand leadership over first; to the others it looks like a crash.
 func (n *Node) Close() error {
@@ -499,7 +588,21 @@ func (n *Node) Close() error {
 		close(n.stop)
 		n.wg.Wait()
 		n.raft.DeregisterObserver(n.observer)
-		err := n.raft.Shutdown().Error()
+		// hashicorp/raft v1.7.3 can leave a replication goroutine blocked
+		// forever in its pipeline (a follower's failed answer ends the
+		// pipeline's reader while the sender waits for room in a full
+		// window), and Shutdown then never returns. Give up after a while
+		// rather than hang the process; the store stays open for the
+		// goroutines left behind.
+		done := make(chan error, 1)
+		go func() { done <- n.raft.Shutdown().Error() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(shutdownWait):
+			n.closeErr = fmt.Errorf("raftnode: raft did not shut down within %v (a replication goroutine is stuck)", shutdownWait)
+			return
+		}
 		if c, ok := n.trans.(raft.WithClose); ok {
 			err = errors.Join(err, c.Close())
 		}

@@ -19,6 +19,16 @@ type config struct {
 	// "c1=coordinator-1:7000=http://coordinator-1:8080,...". Used to
 	// bootstrap a node with no state and to forward writes to the leader.
 	Peers []peer
+	// COORDINATOR_BOOTSTRAP (false): create a new cluster if this node's
+	// data dir holds no state and no peer is already a member of one. Set
+	// it on one node only; the others start joining and its leader admits
+	// them. A node with no state and without it never bootstraps: its data
+	// dir may be a lost disk (it joins and waits to be admitted).
+	Bootstrap bool
+	// COORDINATOR_EPOCH (0: the bootstrap time in ms): the cluster epoch the
+	// first leader writes; set it above the old one's when rebuilding a
+	// cluster from nothing on hosts whose clocks you do not trust.
+	Epoch uint64
 	// COORDINATOR_RAFT_BIND (default "127.0.0.1:7000"): Raft listen address.
 	RaftBind string
 	// COORDINATOR_RAFT_ADVERTISE (default: this node's address in
@@ -59,6 +69,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		NodeID:             r.Required("COORDINATOR_NODE_ID"),
 		RaftBind:           r.String("COORDINATOR_RAFT_BIND", "127.0.0.1:7000"),
+		Bootstrap:          r.Bool("COORDINATOR_BOOTSTRAP", false),
+		Epoch:              uint64(r.Int("COORDINATOR_EPOCH", 0)),
 		RaftAdvertise:      r.String("COORDINATOR_RAFT_ADVERTISE", ""),
 		HTTPAddr:           r.String("COORDINATOR_HTTP_ADDR", "127.0.0.1:8080"),
 		HeartbeatTimeout:   r.Duration("COORDINATOR_HEARTBEAT_TIMEOUT", raftnode.DefaultHeartbeatTimeout),
@@ -98,6 +110,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.LogStore != "" && c.LogStore != raftnode.LogStoreBolt && c.LogStore != raftnode.LogStoreWAL {
 		return c, fmt.Errorf("COORDINATOR_LOG_STORE must be %q or %q, not %q", raftnode.LogStoreBolt, raftnode.LogStoreWAL, c.LogStore)
+	}
+	if r := c.Epoch; r > 1<<62 {
+		return c, fmt.Errorf("COORDINATOR_EPOCH is too large")
 	}
 	if c.SnapshotThreshold <= 0 {
 		return c, fmt.Errorf("COORDINATOR_SNAPSHOT_THRESHOLD must be positive")

@@ -5,9 +5,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -47,8 +49,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}()
 	logger := tel.Logger.With("node", cfg.NodeID)
 
+	bootstrap, err := mayBootstrap(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	node, err := raftnode.Open(raftnode.Config{
-		ID: cfg.NodeID, Bind: cfg.RaftBind, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir, LogStore: cfg.LogStore, Peers: cfg.raftPeers(),
+		ID: cfg.NodeID, Bind: cfg.RaftBind, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir, LogStore: cfg.LogStore,
+		Peers: []raftnode.Peer{{ID: cfg.NodeID, Addr: cfg.RaftAdvertise}}, Bootstrap: bootstrap, Epoch: cfg.Epoch,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout, LeaderLeaseTimeout: cfg.LeaderLeaseTimeout,
 		TickInterval: cfg.TickInterval, SnapshotThreshold: uint64(cfg.SnapshotThreshold), HeartbeatFastPath: cfg.HeartbeatFastPath,
 		LogOutput: stdout, LogLevel: cfg.RaftLogLevel, Metrics: raftnode.NewMetrics(tel.Registry),
@@ -57,6 +64,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	defer node.Close()
+	if joining, inc := node.Joining(); joining {
+		logger.Warn("no Raft state and not told to bootstrap: joining, refusing to vote until the leader admits this node (see docs/raft.md, lost disk)", "incarnation", inc)
+	}
+	admitCtx, stopAdmitter := context.WithCancel(ctx)
+	defer stopAdmitter()
+	go (&coordhttp.Admitter{Cluster: node, Peers: cfg.httpPeers(), Logger: logger}).Run(admitCtx)
 
 	handler := coordhttp.NewAPI(coordhttp.APIConfig{
 		Service: raftnode.NewService(node), Cluster: node, Peers: cfg.httpPeers(),
@@ -73,4 +86,57 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		err = nil
 	}
 	return err
+}
+
+// mayBootstrap decides whether this node creates a new cluster: only when
+// told to (COORDINATOR_BOOTSTRAP), only with an empty data dir, and only if
+// every peer answers that it is not a member of a cluster either. An empty
+// data dir may be a lost disk while the others carry on; bootstrapping then
+// would start a second, one-node cluster granting the same locks. Peers
+// that do not answer yet are asked again until ctx ends.
+func mayBootstrap(ctx context.Context, cfg config, logger *slog.Logger) (bool, error) {
+	if !cfg.Bootstrap || raftnode.HasState(cfg.DataDir) {
+		return false, nil
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	for _, p := range cfg.Peers {
+		if p.ID == cfg.NodeID {
+			continue
+		}
+		for {
+			self, err := peerSelf(ctx, client, p.HTTPURL)
+			if err == nil {
+				if !self.Joining {
+					logger.Warn("told to bootstrap, but a peer is already a cluster member: joining instead", "peer", p.ID, "leader", self.LeaderID)
+					return false, nil
+				}
+				break
+			}
+			logger.Info("bootstrap: waiting for peer to answer", "peer", p.ID, "error", err)
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(time.Second): // peers start in any order
+			}
+		}
+	}
+	logger.Info("bootstrapping a new cluster", "peers", len(cfg.Peers))
+	return true, nil
+}
+
+func peerSelf(ctx context.Context, client *http.Client, base string) (coordhttp.Self, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+coordhttp.SelfPath, nil)
+	if err != nil {
+		return coordhttp.Self{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return coordhttp.Self{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return coordhttp.Self{}, fmt.Errorf("%s", resp.Status)
+	}
+	var s coordhttp.Self
+	return s, json.NewDecoder(resp.Body).Decode(&s)
 }

@@ -26,6 +26,7 @@ func TestRunServesAndStops(t *testing.T) {
 	raftAddr, httpAddr := freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"COORDINATOR_NODE_ID":              "c1",
+		"COORDINATOR_BOOTSTRAP":            "true",
 		"COORDINATOR_PEERS":                "c1=" + raftAddr + "=http://" + httpAddr,
 		"COORDINATOR_RAFT_BIND":            raftAddr,
 		"COORDINATOR_HTTP_ADDR":            httpAddr,
