@@ -117,10 +117,11 @@ type recoveryOutcome struct {
 	outcome string
 }
 
-// pass tries every due row once.
+// pass tries every due row once. A pass has no span of its own: most find
+// nothing, and a trace every interval would bury the payments in noise (the
+// polls get no SQL spans either, see internal/pgtrace). Each row it works
+// on is a trace of its own ("payments.recover").
 func (r *Recovery) pass(ctx context.Context, svc resumer) (map[recoveryOutcome]int, error) {
-	ctx, span := r.Tracer.Start(ctx, "payments.recovery_pass")
-	defer span.End()
 	out := map[recoveryOutcome]int{}
 	due, err := r.Store.DuePayments(ctx, r.OlderThan, r.Batch)
 	if err != nil {
