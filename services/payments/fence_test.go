@@ -52,18 +52,25 @@ func (h pausedHolder) Acquire(ctx context.Context, name string, _ time.Duration)
 	}
 	defer resp.Body.Close()
 	var lease struct {
-		Token uint64 `json:"token"`
+		LeaseID string `json:"lease_id"`
+		Token   uint64 `json:"token"`
+		Epoch   uint64 `json:"epoch"`
 	}
 	if resp.StatusCode/100 != 2 || json.NewDecoder(resp.Body).Decode(&lease) != nil {
 		return nil, fmt.Errorf("acquire: %s", resp.Status)
 	}
 	h.token <- lease.Token
-	return frozenLease{token: lease.Token}, nil
+	return frozenLease{id: lease.LeaseID, token: lease.Token, epoch: lease.Epoch}, nil
 }
 
-type frozenLease struct{ token uint64 }
+type frozenLease struct {
+	id           string
+	token, epoch uint64
+}
 
 func (l frozenLease) Token() uint64                 { return l.token }
+func (l frozenLease) Epoch() uint64                 { return l.epoch }
+func (l frozenLease) ID() string                    { return l.id }
 func (l frozenLease) Context() context.Context      { return context.Background() }
 func (l frozenLease) Release(context.Context) error { return nil }
 

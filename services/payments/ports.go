@@ -8,10 +8,23 @@ import (
 )
 
 // Fence is the fencing token a write is made under, and the resource it
-// protects. The store checks it first in the write's transaction.
+// protects. The store checks it first in the write's transaction: the
+// resource's highest (Epoch, Token) must not be above this one, and an
+// equal pair passes only for the same LeaseID (docs/fencing-tokens.md).
 type Fence struct {
 	Resource string
-	Token    uint64
+	// Epoch is the coordinator cluster's epoch, fixed at its bootstrap, so
+	// a rebuilt cluster's tokens (which start again at 1) still pass.
+	Epoch uint64
+	Token uint64
+	// LeaseID names the grant, so two grants that should never share a
+	// token (a cluster that lost a committed grant) cannot both write.
+	LeaseID string
+}
+
+// fenceOf is the fence for writes to resource under lease.
+func fenceOf(resource string, lease Lease) Fence {
+	return Fence{Resource: resource, Epoch: lease.Epoch(), Token: lease.Token(), LeaseID: lease.ID()}
 }
 
 // ChargeResult is the bank's final word on a charge.
@@ -72,6 +85,10 @@ type Locker interface {
 type Lease interface {
 	// Token is the fencing token every write under the lease carries.
 	Token() uint64
+	// Epoch is the epoch of the cluster that granted the lease.
+	Epoch() uint64
+	// ID names the grant.
+	ID() string
 	// Context is cancelled the moment the lease may have been lost.
 	Context() context.Context
 	Release(ctx context.Context) error

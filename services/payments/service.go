@@ -163,7 +163,7 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 	defer cancel()
 	stop := context.AfterFunc(lease.Context(), cancel)
 	defer stop()
-	fence := Fence{Resource: customerLock(p), Token: lease.Token()}
+	fence := fenceOf(customerLock(p), lease)
 	span.SetAttributes(attribute.Int64("lock.fence_token", int64(fence.Token)))
 
 	p, err = s.store.MarkAuthorizing(ctx, p.ID, fence)
@@ -239,7 +239,7 @@ func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRe
 	defer cancel()
 	stop := context.AfterFunc(lease.Context(), cancel)
 	defer stop()
-	fence := Fence{Resource: customerLock(p), Token: lease.Token()}
+	fence := fenceOf(customerLock(p), lease)
 
 	r, err := s.store.ReserveRefund(ctx, Refund{
 		ID:        req.ID,
@@ -348,7 +348,7 @@ func (s *service) resumeRefund(ctx context.Context, r Refund) error {
 		return errs.Wrap(errs.Unavailable, "could not lock the customer", err)
 	}
 	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
-	_, err = s.finishRefund(ctx, r, p.BankChargeID, Fence{Resource: customerLock(p), Token: lease.Token()})
+	_, err = s.finishRefund(ctx, r, p.BankChargeID, fenceOf(customerLock(p), lease))
 	return err
 }
 

@@ -1,6 +1,6 @@
 // Package postgres stores payments and refunds in the payments service's
 // own PostgreSQL database. Every write of a charge runs in one transaction
-// that first passes the fence (pkg/lock.Fence) with the writer's token and,
+// that first passes the fence (pkg/lock.FenceLease) with the writer's token and,
 // when the request holds an idempotency key, also advances the key's
 // recovery point (pkg/idempotency Key.Phase): the payment's progress, the
 // fence and the key's progress commit together or not at all.
@@ -58,7 +58,7 @@ func NewStore(pool *pgxpool.Pool, prop propagation.TextMapPropagator) *Store {
 }
 
 func fence(ctx context.Context, tx pgx.Tx, f payments.Fence) error {
-	if err := lock.Fence(ctx, tx, f.Resource, f.Token); err != nil {
+	if err := lock.FenceLease(ctx, tx, f.Resource, lock.FenceToken{Epoch: f.Epoch, Token: f.Token, LeaseID: f.LeaseID}); err != nil {
 		if errors.Is(err, lock.ErrStaleToken) {
 			return payments.ErrFenced
 		}
