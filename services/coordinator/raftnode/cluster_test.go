@@ -80,7 +80,13 @@ func (f *faultyTransport) AppendEntries(id raft.ServerID, target raft.ServerAddr
 	if err := f.check(target); err != nil {
 		return err
 	}
-	return f.Transport.AppendEntries(id, target, a, r)
+	if err := f.Transport.AppendEntries(id, target, a, r); err != nil {
+		return err
+	}
+	// An answer crossing a link that was cut while the request was out is
+	// lost too, as on a real network: a heartbeat sent just before a
+	// partition must not confirm a leadership check made after it.
+	return f.check(target)
 }
 
 func (f *faultyTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, a *raft.RequestVoteRequest, r *raft.RequestVoteResponse) error {
