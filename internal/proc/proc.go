@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -106,14 +107,46 @@ func (p *Process) Stop(grace time.Duration) error {
 // Output returns everything the process printed so far.
 func (p *Process) Output() string { return p.out.String() }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// The window FreePort draws from: below the ephemeral ranges of Linux
+// (32768-60999) and of macOS and Windows (49152-65535). A port handed out
+// by listening on :0 comes from the ephemeral range, which the kernel also
+// uses for the source port of every outgoing connection; between our probe
+// closing and the child binding it, any connection made on this machine
+// (a test's HTTP client, a build's download) could take it, and the child
+// fails with "address already in use". No outgoing connection takes a port
+// in this window, so only another FreePort caller could, and the random draw
+// and the in-process record below make that unlikely.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32000
+)
+
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that this process has not handed out before. The caller gives it to a
+// child process to bind, so it is chosen outside the kernel's ephemeral
+// range (see freePortLow).
 func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 200 {
+		p := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		if handedOut.ports[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // in use (or reserved): draw again
+		}
+		ln.Close()
+		handedOut.ports[p] = true
+		return p, nil
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port in 127.0.0.1:%d-%d after 200 draws", freePortLow, freePortHigh)
 }
 
 // WaitReady polls url until it answers 200, the process exits, or ctx ends.
