@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/payonce/payonce/internal/proc"
 )
 
 // ErrNoBinaries means no PostgreSQL server binaries could be found. Its text
@@ -273,11 +274,12 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // process is root (serverUser in localpg_linux.go).
 type osUser struct{ uid, gid int }
 
+// freePort is a port for the server to bind, drawn outside the kernel's
+// ephemeral range (proc.FreePort says why).
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := proc.FreePort()
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payonce/payonce/internal/proc"
 	coordhttp "github.com/payonce/payonce/services/coordinator/http"
 	"github.com/payonce/payonce/services/coordinator/raftnode"
 )
@@ -139,13 +140,14 @@ func StartWith(t testing.TB, size int, opts Options) *Cluster {
 	return c
 }
 
+// freeAddr is an address for a node to bind later, drawn outside the
+// kernel's ephemeral range (proc.FreePort says why).
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 // URLs returns every node's HTTP base URL.
