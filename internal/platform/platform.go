@@ -178,12 +178,13 @@ func (p *Platform) Endpoint(name string) endpoint.Middleware {
 }
 
 // Handler wraps a service's API in the shared router: probes (Postgres,
-// NATS, ring), /metrics, tracing, the instance header.
-func (p *Platform) Handler(api http.Handler) http.Handler {
+// NATS, ring, and the service's own extra checks), /metrics, tracing, the
+// instance header.
+func (p *Platform) Handler(api http.Handler, extra ...httpkit.Check) http.Handler {
 	return httpkit.Router(httpkit.RouterConfig{
 		API:      api,
 		Instance: p.cfg.InstanceID,
-		Checks: []httpkit.Check{
+		Checks: append([]httpkit.Check{
 			{Name: "postgres", Probe: p.Pool.Ping},
 			{Name: "nats", Probe: func(context.Context) error {
 				if !p.NATS.IsConnected() {
@@ -199,7 +200,7 @@ func (p *Platform) Handler(api http.Handler) http.Handler {
 					return errors.New("not yet on the ring")
 				}
 			}},
-		},
+		}, extra...),
 		Metrics:        p.Telemetry.MetricsHandler(),
 		TracerProvider: p.Telemetry.TracerProvider,
 		Propagator:     p.Telemetry.Propagator,

@@ -23,3 +23,11 @@ var ErrNotRefundable = errs.E(errs.Conflict, "only a succeeded payment can be re
 var ErrRefundExceedsCaptured = errs.E(errs.Invalid, "refund exceeds the amount left to refund").
 	WithType("refund-exceeds-captured").
 	WithFields(errs.FieldError{Field: "amount", Reason: "at most the captured amount minus what was already refunded"})
+
+// ErrNotOwner means this instance does not hold a live lease on the
+// customer's partition (partition design): the partition belongs to
+// another instance, is moving, or this instance lost touch with the
+// coordinator. Nothing was written; the request is forwarded to the owner
+// where the transport can, and otherwise retried.
+var ErrNotOwner = errs.E(errs.Unavailable, "this instance does not hold the customer's partition right now; retry").
+	WithType("partition-not-held").WithRetryAfter(1)

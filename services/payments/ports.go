@@ -20,10 +20,20 @@ type Fence struct {
 	// LeaseID names the grant, so two grants that should never share a
 	// token (a cluster that lost a committed grant) cannot both write.
 	LeaseID string
+	// Claimed says the holder claimed Resource's fence row when it was
+	// granted (the partition design): the write checks that the row still
+	// names this lease, without raising it, so the partition's writes do
+	// not queue on one row (lock.CheckFence). Otherwise the write raises
+	// the row itself (lock.FenceLease, the per-key design).
+	Claimed bool
 }
 
-// fenceOf is the fence for writes to resource under lease.
+// fenceOf is the fence for writes to resource under lease. A partition
+// lease fences on its partition's row instead of the customer's.
 func fenceOf(resource string, lease Lease) Fence {
+	if pl, ok := lease.(PartitionLease); ok {
+		return Fence{Resource: pl.Partition(), Epoch: lease.Epoch(), Token: lease.Token(), LeaseID: lease.ID(), Claimed: true}
+	}
 	return Fence{Resource: resource, Epoch: lease.Epoch(), Token: lease.Token(), LeaseID: lease.ID()}
 }
 
@@ -76,9 +86,22 @@ type Store interface {
 	UnfinishedRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]Refund, error)
 }
 
-// Locker grants fencing-token locks (the coordinator).
+// Locker grants the lease a customer's charge or refund is made under. Two
+// designs implement it (ADR 0070): a per-key lock from the coordinator for
+// each charge (a Raft round trip each), or a local check of the lease this
+// instance holds on the customer's partition plus an in-process lock on the
+// customer (no round trip; ErrNotOwner when the partition is not held).
 type Locker interface {
 	Acquire(ctx context.Context, name string, ttl time.Duration) (Lease, error)
+}
+
+// PartitionLease is a Lease on a whole partition of customers: its writes
+// are fenced on the partition's row, which the holder claimed when it was
+// granted (see Fence.Claimed).
+type PartitionLease interface {
+	Lease
+	// Partition names the partition (its fence row).
+	Partition() string
 }
 
 // Lease is a held lock.

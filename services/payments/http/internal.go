@@ -48,14 +48,27 @@ type OwnerRouter struct {
 	Client  *http.Client
 	// APIKey authenticates this instance to its peers.
 	APIKey string
+	// ByPartition places customers on the ring by their partition's name
+	// (the partition design) instead of by their own key.
+	ByPartition bool
+}
+
+// ringKey is where customerKey's owner is looked up on the ring.
+func (o OwnerRouter) ringKey(caller, customerID string) string {
+	if o.ByPartition {
+		return payments.CustomerPartitionName(caller, customerID)
+	}
+	return payments.CustomerKey(caller, customerID)
 }
 
 // Owns implements nats.Owner.
-func (o OwnerRouter) Owns(customerKey string) bool { return o.Members.Owns(customerKey) }
+func (o OwnerRouter) Owns(caller, customerID string) bool {
+	return o.Members.Owns(o.ringKey(caller, customerID))
+}
 
 // PayAtOwner implements nats.Owner.
 func (o OwnerRouter) PayAtOwner(ctx context.Context, ev events.OrderCreatedEvent) (bool, error) {
-	owner, ok := o.Members.Owner(payments.CustomerKey(ev.Caller, ev.CustomerID))
+	owner, ok := o.Members.Owner(o.ringKey(ev.Caller, ev.CustomerID))
 	if !ok || owner.Addr == "" {
 		return false, nil
 	}

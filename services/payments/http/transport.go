@@ -25,8 +25,11 @@ import (
 // internal, when not nil, serves the instance-to-instance routes. limits,
 // when not nil, applies the callers' quotas to the public routes before
 // anything else (idempotency included), so a refused request changes
-// nothing; peers handing work to each other are not limited.
-func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, internal http.Handler, limits *quota.Limiter, logger *slog.Logger) http.Handler {
+// nothing; peers handing work to each other are not limited. routing, when
+// not nil, forwards charges and refunds to their partition's owner (the
+// partition design); it sits inside the quota and outside idempotency, so
+// the owner holds the key.
+func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, internal http.Handler, limits *quota.Limiter, routing *Routing, logger *slog.Logger) http.Handler {
 	opts := httpkit.ServerOptions(logger)
 	server := func(ep func(context.Context, any) (any, error), dec kithttp.DecodeRequestFunc) http.Handler {
 		return kithttp.NewServer(ep, dec, httpkit.EncodeJSON, opts...)
@@ -38,10 +41,10 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, int
 		return limits.Wrap(h)
 	}
 	mux := httpkit.NewMux()
-	mux.Handle("POST /v1/payments", limit(idem.Wrap(server(e.CreatePayment, decodeCreatePayment))))
+	mux.Handle("POST /v1/payments", limit(routing.wrapCreate(idem.Wrap(server(e.CreatePayment, decodeCreatePayment)))))
 	mux.Handle("GET /v1/payments/{id}", limit(server(e.GetPayment, decodeID)))
 	mux.Handle("GET /v1/customers/{id}/payments", limit(server(e.CustomerPayments, decodeCustomerPayments)))
-	mux.Handle("POST /v1/payments/{id}/refunds", limit(idem.Wrap(server(e.CreateRefund, decodeCreateRefund))))
+	mux.Handle("POST /v1/payments/{id}/refunds", limit(routing.wrapRefund(idem.Wrap(server(e.CreateRefund, decodeCreateRefund)))))
 	if internal != nil {
 		mux.Handle("POST "+PayOrderPath, internal)
 	}

@@ -25,9 +25,8 @@ const DurableName = "payments-orders-created"
 
 // Owner routes an order to the instance owning its customer.
 type Owner interface {
-	// Owns reports whether this instance owns the customer named by
-	// payments.CustomerKey.
-	Owns(customerKey string) bool
+	// Owns reports whether this instance owns caller's customer.
+	Owns(caller, customerID string) bool
 	// PayAtOwner asks the owner to pay the order and returns its error;
 	// forwarded is false when the owner could not be reached, and the
 	// order should then be paid here.
@@ -54,7 +53,7 @@ func (c OrderConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 		return refuse(ctx, c.Refusals, msg, fmt.Errorf("decode %s: %w", msg.Subject(), err))
 	}
-	if c.Owner != nil && !c.Owner.Owns(payments.CustomerKey(ev.Caller, ev.CustomerID)) {
+	if c.Owner != nil && !c.Owner.Owns(ev.Caller, ev.CustomerID) {
 		forwarded, err := c.Owner.PayAtOwner(ctx, ev)
 		trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("partition.forwarded", forwarded))
 		if forwarded {

@@ -58,13 +58,30 @@ func NewStore(pool *pgxpool.Pool, prop propagation.TextMapPropagator) *Store {
 }
 
 func fence(ctx context.Context, tx pgx.Tx, f payments.Fence) error {
-	if err := lock.FenceLease(ctx, tx, f.Resource, lock.FenceToken{Epoch: f.Epoch, Token: f.Token, LeaseID: f.LeaseID}); err != nil {
+	check := lock.FenceLease
+	if f.Claimed {
+		check = lock.CheckFence // the partition design: the owner claimed the row at its grant
+	}
+	if err := check(ctx, tx, f.Resource, lock.FenceToken{Epoch: f.Epoch, Token: f.Token, LeaseID: f.LeaseID}); err != nil {
 		if errors.Is(err, lock.ErrStaleToken) {
 			return payments.ErrFenced
 		}
 		return fmt.Errorf("fence %s: %w", f.Resource, err)
 	}
 	return nil
+}
+
+// ClaimPartition makes t's lease the holder of partition's fence row, in a
+// transaction of its own: a new owner calls it once per grant, before it
+// serves the partition. It waits for the old owner's writes in flight and
+// fences out all its later ones; it fails with payments.ErrFenced if a newer
+// lease has claimed the row already.
+func (s *Store) ClaimPartition(ctx context.Context, partition string, t lock.FenceToken) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return lock.ClaimFence(ctx, tx, partition, t) })
+	if errors.Is(err, lock.ErrStaleToken) {
+		return payments.ErrFenced
+	}
+	return err
 }
 
 const paymentColumns = `id::text, caller, customer_id, coalesce(order_id, ''), amount, currency, card,

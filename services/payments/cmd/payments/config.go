@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/payonce/payonce/internal/apikey"
@@ -31,6 +32,20 @@ type config struct {
 	// behind another charge of the same customer.
 	LockTTL  time.Duration
 	LockWait time.Duration
+	// PAYMENTS_OWNERSHIP ("partition"): how a charge is serialised and
+	// fenced (ADR 0070). "partition": this instance leases the ring
+	// partitions it owns, renews them all in one coordinator write per
+	// PAYMENTS_PARTITION_TTL/3, and charges with no coordinator round trip;
+	// charges and refunds are forwarded to their partition's owner.
+	// "lock": a per-customer lock from the coordinator for every charge
+	// (PAYMENTS_LOCK_TTL, PAYMENTS_LOCK_WAIT).
+	Ownership string
+	// PAYMENTS_PARTITION_TTL (6s): the partition leases' TTL. An instance
+	// cut off from the coordinator stops charging within it.
+	// PAYMENTS_PARTITION_DRAIN (5s): how long work in flight on a
+	// partition moving away may take before its lease is released anyway.
+	PartitionTTL   time.Duration
+	PartitionDrain time.Duration
 	// PAYMENTS_RECOVERY_INTERVAL (2s) and PAYMENTS_RECOVERY_AFTER (20s):
 	// how often the recovery worker looks, and how old an unfinished charge
 	// must be before it is presumed abandoned.
@@ -59,6 +74,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PeerAPIKey:       env.Required("PAYMENTS_PEER_API_KEY"),
 		LockTTL:          env.Duration("PAYMENTS_LOCK_TTL", 15*time.Second),
 		LockWait:         env.Duration("PAYMENTS_LOCK_WAIT", 10*time.Second),
+		Ownership:        env.String("PAYMENTS_OWNERSHIP", "partition"),
+		PartitionTTL:     env.Duration("PAYMENTS_PARTITION_TTL", 6*time.Second),
+		PartitionDrain:   env.Duration("PAYMENTS_PARTITION_DRAIN", 5*time.Second),
 		RecoveryInterval: env.Duration("PAYMENTS_RECOVERY_INTERVAL", 2*time.Second),
 		RecoveryAfter:    env.Duration("PAYMENTS_RECOVERY_AFTER", 20*time.Second),
 		Quota: quota.Limits{
@@ -70,5 +88,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownGrace:  env.Duration("SHUTDOWN_GRACE", 10*time.Second),
 	}
 	c.Config = platform.ReadConfig(env, "payments", c.Addr)
-	return c, env.Err()
+	if err := env.Err(); err != nil {
+		return c, err
+	}
+	if c.Ownership != "partition" && c.Ownership != "lock" {
+		return c, fmt.Errorf("PAYMENTS_OWNERSHIP=%q: must be partition or lock", c.Ownership)
+	}
+	return c, nil
 }

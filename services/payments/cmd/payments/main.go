@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/httpkit"
 	"github.com/payonce/payonce/internal/lifecycle"
+	"github.com/payonce/payonce/internal/partition"
 	"github.com/payonce/payonce/internal/platform"
 	"github.com/payonce/payonce/internal/quota"
 	"github.com/payonce/payonce/pkg/idempotency"
@@ -68,7 +70,49 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider))
 	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
 		paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter))
-	svc := payments.NewService(store, coordinator.Locker{Client: locks, Wait: cfg.LockWait}, bank,
+	// The ownership design (ADR 0070): a lease per ring partition, or a
+	// coordinator lock per charge.
+	var locker payments.Locker = coordinator.Locker{Client: locks, Wait: cfg.LockWait}
+	var parts *coordinator.Partitions
+	var routing *paymentshttp.Routing
+	var readiness []httpkit.Check
+	if cfg.Ownership == "partition" {
+		leases, err := locks.PartitionLeases(cfg.PartitionTTL)
+		if err != nil {
+			return fmt.Errorf("PAYMENTS_PARTITION_TTL: %w", err)
+		}
+		onRing := func() bool {
+			select {
+			case <-p.Members.Ready():
+				return true
+			default:
+				return false
+			}
+		}
+		owns := func(name string) bool {
+			// Before this instance is on the ring, Owns would say yes to
+			// everything (an empty ring): claim nothing until then.
+			return onRing() && p.Members.Owns(name)
+		}
+		parts = &coordinator.Partitions{Leases: leases, Owns: owns, OnRing: onRing, Claim: store.ClaimPartition,
+			Drain: cfg.PartitionDrain, Logger: p.Logger}
+		locker = parts
+		routing = &paymentshttp.Routing{
+			Router: partition.Router{Owners: p.Members, Transport: p.PeerTransport, Logger: p.Logger, MaxBody: httpkit.DefaultMaxBodyBytes,
+				Secret: events.DeriveKey(cfg.InternalSecret, "forwarding")},
+			PaymentCustomer: func(ctx context.Context, caller, id string) (string, bool) {
+				pay, err := store.CallerPayment(ctx, caller, id)
+				return pay.CustomerID, err == nil
+			},
+		}
+		readiness = append(readiness, httpkit.Check{Name: "partitions", Probe: func(context.Context) error {
+			if !parts.Ready() {
+				return errors.New("not yet serving every partition the ring gives this instance")
+			}
+			return nil
+		}})
+	}
+	svc := payments.NewService(store, locker, bank,
 		payments.Config{LockTTL: cfg.LockTTL, Seal: events.NewSealKey(cfg.InternalSecret)}, p.Tracer, p.Logger)
 	refusals, err := events.NewRefusals(p.Logger, p.Meter)
 	if err != nil {
@@ -81,6 +125,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Members: p.Members,
 		Client:  &http.Client{Timeout: cfg.LockWait + cfg.BankTimeout + 5*time.Second, Transport: p.PeerTransport},
 		APIKey:  cfg.PeerAPIKey,
+		// Under the partition design a customer's owner is its
+		// partition's: the instance holding that partition's lease.
+		ByPartition: parts != nil,
 	}
 	idem, err := idempotency.NewMiddleware(p.Idempotency, idempotency.Options{
 		Scope:          apikey.Scope,
@@ -94,7 +141,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	internal := apikey.Only(peerCaller, paymentshttp.PayOrderHandler(
 		paymentshttp.MakePayOrderEndpoint(svc, p.Endpoint("pay_order")), httpkit.ServerOptions(p.Logger)...))
 	api := paymentshttp.NewHandler(paymentshttp.MakeEndpoints(svc, p.Endpoint), keys, idem, internal,
-		quota.New(cfg.Quota, apikey.Caller), p.Logger)
+		quota.New(cfg.Quota, apikey.Caller), routing, p.Logger)
 	// The orders reconciliation sweeper's read of an order's payment.
 	routes := paymentshttp.OrderPaymentRoutes(payments.OrderPayments{Store: store}, keys, api, httpkit.ServerOptions(p.Logger)...)
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -106,8 +153,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	g := lifecycle.NewGroup(ctx)
 	p.Go(g)
 	g.Go("http", func(ctx context.Context) error {
-		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(routes)}, ln, cfg.ShutdownGrace)
+		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(routes, readiness...)}, ln, cfg.ShutdownGrace)
 	})
+	if parts != nil {
+		g.Go("partition leases", func(ctx context.Context) error { return parts.Leases.Run(ctx) })
+		g.Go("partition handoff", func(ctx context.Context) error { return parts.Run(ctx, 100*time.Millisecond) })
+	}
 	g.Go("orders.created consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.DurableName, "orders.created").
 			Run(ctx, p.JetStream, paymentsnats.OrderConsumer{Service: svc, Owner: owners, Refusals: refusals}.Handle)
