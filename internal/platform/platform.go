@@ -166,6 +166,7 @@ func (p *Platform) Consumer(stream, durable string, subjects ...string) eventbus
 		Subjects:   subjects,
 		Tracer:     p.Tracer,
 		Propagator: p.Telemetry.Propagator,
+		Meter:      p.Meter,
 		OnError: func(ctx context.Context, msg jetstream.Msg, err error) {
 			p.Logger.WarnContext(ctx, "message not handled; it will be redelivered", "subject", msg.Subject(), "err", err)
 		},
