@@ -133,6 +133,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := eventbus.EnsureStreamsAs(ctx, p.JetStream, cfg.Service); err != nil {
 		return nil, err
 	}
+	if err := outbox.RegisterMetrics(p.Meter, p.Pool); err != nil {
+		return nil, err
+	}
 	p.Relay = outbox.NewRelay(outbox.Relay{
 		Pool:       p.Pool,
 		Publisher:  p.Publisher(),
