@@ -1,21 +1,27 @@
 // Command payments measures the full POST /v1/payments path on real
-// processes: a 3-node coordinator cluster (the customer lock), a durable
-// PostgreSQL (fsync on), NATS JetStream (the outbox relay), the bank
-// simulator with no added latency, and one payments instance.
+// processes: a 3-node coordinator cluster, a durable PostgreSQL (fsync on),
+// NATS JetStream (the outbox relay), the bank simulator with no added
+// latency, and one payments instance, under each ownership design
+// (ADR 0070): "partition" (the instance leases its ring partitions and
+// renews them in one write per interval; no coordinator round trip per
+// payment) and "lock" (a per-customer coordinator lock for every charge).
 //
-// It prints requests/s and p50/p99 at 1, 4, 16 and 64 concurrent clients,
-// for new idempotency keys (each a new charge: lock, fence, bank, outbox)
-// and for replays of completed keys, then a breakdown of where a new
-// payment's time goes, from the spans the payments process exports in a
-// separate traced run (tracing is off during the timed runs).
+// For each design it prints new payments/s and p50/p99 at each client
+// count, and the coordinator's Raft writes per payment over the run (the
+// growth of the leader's commit index, divided by the payments made: lock
+// and lease writes, membership heartbeats and expiry ticks all count), then
+// a breakdown of where a new payment's time goes, from the spans the
+// payments process exports in a separate traced run (tracing is off during
+// the timed runs).
 //
 //	go run ./bench/payments
-//	go run ./bench/payments -duration 5s -customers 1000
+//	go run ./bench/payments -design partition -clients 1,16,64 -duration 5s
 package main
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,8 +62,27 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("payments", flag.ContinueOnError)
 	duration := fs.Duration("duration", 5*time.Second, "length of each timed run")
 	customers := fs.Int("customers", 1000, "distinct customers new payments are spread over (fewer means more lock contention)")
+	designFlag := fs.String("design", "both", "ownership design: partition, lock, or both (one run, both rows)")
+	clientsFlag := fs.String("clients", "1,16", "comma-separated client counts")
+	breakdown := fs.Bool("breakdown", true, "print each design's span breakdown from a short traced run")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	designs := []string{"partition", "lock"}
+	switch *designFlag {
+	case "both":
+	case "partition", "lock":
+		designs = []string{*designFlag}
+	default:
+		return fmt.Errorf("-design %q: want partition, lock or both", *designFlag)
+	}
+	var clientCounts []int
+	for _, f := range strings.Split(*clientsFlag, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err != nil || n < 1 {
+			return fmt.Errorf("-clients %q: want positive integers", *clientsFlag)
+		}
+		clientCounts = append(clientCounts, n)
 	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
@@ -146,7 +171,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	sink := otlpsink.New()
 	sinkSrv := httptest.NewServer(sink)
 	defer sinkSrv.Close()
-	paymentsEnv := func(port int, traced bool) []string {
+	paymentsEnv := func(port int, design string, traced bool) []string {
 		env := []string{
 			fmt.Sprintf("PAYMENTS_ADDR=127.0.0.1:%d", port),
 			"INSTANCE_ID=payments-bench",
@@ -156,6 +181,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"BANK_URL=" + bankURL,
 			"PAYMENTS_API_KEYS=bench:" + apiKey,
 			"PAYMENTS_PEER_API_KEY=" + apiKey,
+			"PAYMENTS_OWNERSHIP=" + design,
 			"PAYONCE_DEV_MODE=true", // a throwaway stack with a readable key
 			// The benchmark measures the service, not the caller's quota.
 			"PAYMENTS_RATE_LIMIT=0", "PAYMENTS_KEYS_PER_DAY=0",
@@ -167,61 +193,112 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	port, _ := proc.FreePort()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := start("payments", bins["payments"], paymentsEnv(port, false), base+"/readyz"); err != nil {
-		return err
+	stopPayments := func() {
+		// SIGTERM: the process releases its leases and flushes its spans.
+		_ = procs[len(procs)-1].Stop(10 * time.Second)
+		procs = procs[:len(procs)-1]
 	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}, Timeout: 30 * time.Second}
 	var seq atomic.Int64
-	var doneKeys sync.Map
 	newKey := func() (string, string) {
 		n := seq.Add(1)
 		return fmt.Sprintf("bench-%d", n), fmt.Sprintf("cust-%d", rand.IntN(*customers))
 	}
 
-	fmt.Fprintf(stdout, "\nPOST /v1/payments, %s per run, new payments spread over %d customers\n\n", *duration, *customers)
-	fmt.Fprintln(stdout, "| clients | new keys req/s | p50 | p99 | replays req/s | p50 | p99 |")
-	fmt.Fprintln(stdout, "|---:|---:|---:|---:|---:|---:|---:|")
-	for _, clients := range []int{1, 4, 16, 64} {
-		fresh, err := load(ctx, client, base, clients, *duration, func() (string, string) {
-			k, c := newKey()
-			doneKeys.Store(k, c)
-			return k, c
-		})
-		if err != nil {
+	type row struct {
+		design  string
+		clients int
+		res     result
+		writes  float64
+	}
+	var rows []row
+	breakdowns := map[string][]otlpsink.Span{}
+	for _, design := range designs {
+		if err := start("payments-"+design, bins["payments"], paymentsEnv(port, design, false), base+"/readyz"); err != nil {
 			return err
 		}
-		var keys [][2]string
-		doneKeys.Range(func(k, c any) bool { keys = append(keys, [2]string{k.(string), c.(string)}); return len(keys) < 5000 })
-		replays, err := load(ctx, client, base, clients, *duration, func() (string, string) {
-			kc := keys[rand.IntN(len(keys))]
-			return kc[0], kc[1]
-		})
-		if err != nil {
+		// Warm up (connections, the first leases' claims) outside the timing.
+		if _, err := load(ctx, client, base, 4, time.Second, newKey); err != nil {
+			return fmt.Errorf("%s warm-up: %w", design, err)
+		}
+		for _, clients := range clientCounts {
+			before, err := commitIndex(ctx, client, coordURLs)
+			if err != nil {
+				return err
+			}
+			fresh, err := load(ctx, client, base, clients, *duration, newKey)
+			if err != nil {
+				return fmt.Errorf("%s, %d clients: %w", design, clients, err)
+			}
+			after, err := commitIndex(ctx, client, coordURLs)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, row{design, clients, fresh, float64(after-before) / float64(fresh.n)})
+		}
+		stopPayments()
+		if !*breakdown {
+			continue
+		}
+		// Breakdown: the same design with tracing on, a short load of new
+		// payments at 4 clients, spans averaged by name.
+		seen := len(sink.Spans())
+		if err := start("payments-"+design+"-traced", bins["payments"], paymentsEnv(port, design, true), base+"/readyz"); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "| %d | %.0f | %s | %s | %.0f | %s | %s |\n", clients,
-			fresh.rate, ms(fresh.p50), ms(fresh.p99), replays.rate, ms(replays.p50), ms(replays.p99))
+		if _, err := load(ctx, client, base, 4, 2*time.Second, newKey); err != nil {
+			return err
+		}
+		stopPayments()
+		breakdowns[design] = sink.Spans()[seen:]
 	}
 
-	// Breakdown: restart payments with tracing on, run a short load of new
-	// payments at 4 clients, and average the spans by name.
-	_ = procs[len(procs)-1].Stop(10 * time.Second)
-	procs = procs[:len(procs)-1]
-	if err := start("payments-traced", bins["payments"], paymentsEnv(port, true), base+"/readyz"); err != nil {
-		return err
+	fmt.Fprintf(stdout, "\nPOST /v1/payments, new payments (new Idempotency-Key each), %s per row, spread over %d customers, one payments instance\n\n", *duration, *customers)
+	fmt.Fprintln(stdout, "| design | clients | new payments/s | p50 | p99 | coordinator writes / payment |")
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintf(stdout, "| %s | %d | %.0f | %s | %s | %.3f |\n", r.design, r.clients, r.res.rate, ms(r.res.p50), ms(r.res.p99), r.writes)
 	}
-	if _, err := load(ctx, client, base, 4, 2*time.Second, newKey); err != nil {
-		return err
+	for _, design := range designs {
+		if spans, ok := breakdowns[design]; ok {
+			fmt.Fprintf(stdout, "\n%s design:", design)
+			printBreakdown(stdout, spans)
+		}
 	}
-	// SIGTERM makes the process flush its spans before it exits.
-	_ = procs[len(procs)-1].Stop(10 * time.Second)
-	procs = procs[:len(procs)-1]
-	printBreakdown(stdout, sink.Spans())
 	return nil
 }
 
+// commitIndex returns the highest commit index the coordinator nodes
+// report: the number of Raft entries written so far.
+func commitIndex(ctx context.Context, client *http.Client, urls []string) (uint64, error) {
+	var best uint64
+	for _, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/cluster/self", nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			continue // a node down does not stop the count
+		}
+		var st struct {
+			CommitIndex uint64 `json:"commit_index"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && st.CommitIndex > best {
+			best = st.CommitIndex
+		}
+	}
+	if best == 0 {
+		return 0, errors.New("no coordinator node reported its commit index")
+	}
+	return best, nil
+}
+
 type result struct {
+	n        int
 	rate     float64
 	p50, p99 time.Duration
 }
@@ -267,6 +344,7 @@ func load(ctx context.Context, client *http.Client, base string, clients int, d 
 	}
 	slices.Sort(lat)
 	return result{
+		n:    len(lat),
 		rate: float64(len(lat)) / time.Since(begin).Seconds(),
 		p50:  lat[len(lat)/2],
 		p99:  lat[len(lat)*99/100],

@@ -164,8 +164,10 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 	// Work under the lease: if it may have been lost, stop at once.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(lease.Context(), cancel)
-	defer stop()
+	if !failpoint.Once(FailIgnoreLeaseLoss) {
+		stop := context.AfterFunc(lease.Context(), cancel)
+		defer stop()
+	}
 	fence := fenceOf(customerLock(p), lease)
 	span.SetAttributes(attribute.Int64("lock.fence_token", int64(fence.Token)))
 	if fence.Claimed {
@@ -222,6 +224,11 @@ const (
 	FailAfterAuthorizing = "payments.after_authorizing"
 	FailAfterBankCharge  = "payments.after_bank_charge"
 	FailAfterFinish      = "payments.after_finish"
+	// FailIgnoreLeaseLoss makes the next charge go on after its lease may
+	// have ended, like a holder frozen past its lease (SIGSTOP, a long GC
+	// pause) whose timers have not fired yet when it writes: tests use it
+	// to show that the fence alone refuses that write.
+	FailIgnoreLeaseLoss = "payments.ignore_lease_loss"
 )
 
 func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRequest) (Refund, error) {
