@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/payonce/payonce/internal/tracesvg/tracesvgtest"
 )
 
 // fixture reads one of internal/tracesvg's test traces.
@@ -20,40 +20,6 @@ func fixture(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(data)
-}
-
-// svgText checks that data is well-formed XML with an <svg> root and
-// returns its character data (text and titles), joined.
-func svgText(t *testing.T, data []byte) string {
-	t.Helper()
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	var text strings.Builder
-	root := ""
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("the SVG is not well-formed XML: %v\n%s", err, data)
-		}
-		switch tok := tok.(type) {
-		case xml.StartElement:
-			if root == "" {
-				root = tok.Name.Local
-				if tok.Name.Space != "http://www.w3.org/2000/svg" {
-					t.Errorf("root namespace %q, want the SVG namespace", tok.Name.Space)
-				}
-			}
-		case xml.CharData:
-			text.Write(tok)
-			text.WriteByte('\n')
-		}
-	}
-	if root != "svg" {
-		t.Fatalf("root element %q, want svg", root)
-	}
-	return text.String()
 }
 
 // TestRunWritesTheFileAndRejectsBadInput drives the command as main does.
@@ -72,7 +38,7 @@ func TestRunWritesTheFileAndRejectsBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if text := svgText(t, data); !strings.Contains(text, "one payment: 7 spans") {
+	if text := tracesvgtest.Text(t, data); !strings.Contains(text, "one payment: 7 spans") {
 		t.Errorf("title missing from the SVG:\n%s", text)
 	}
 

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -258,6 +259,9 @@ type Consumer struct {
 	// MaxRedeliveryDelay overrides the package's cap on back-off (tests
 	// shorten it).
 	MaxRedeliveryDelay time.Duration
+	// Meter, when set, receives the consumer's counters (metrics.go):
+	// deliveries by outcome, and redeliveries.
+	Meter metric.Meter
 }
 
 // Config returns the consumer's JetStream definition.
@@ -300,6 +304,7 @@ func (c Consumer) Run(ctx context.Context, js jetstream.JetStream, handle Handle
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", c.Durable, c.Stream, err)
 	}
+	metrics := newConsumerMetrics(c.Meter, c.Durable)
 	workers := c.Concurrency
 	if workers <= 0 {
 		workers = 4
@@ -320,7 +325,7 @@ func (c Consumer) Run(ctx context.Context, js jetstream.JetStream, handle Handle
 				return
 			}
 			defer func() { <-slots }()
-			c.deliver(ctx, js, msg, handle)
+			c.deliver(ctx, js, msg, handle, metrics)
 		}()
 	},
 		// The server never has more outstanding than MaxAckPending, and
@@ -359,7 +364,7 @@ func (c Consumer) heartbeat(msg jetstream.Msg) (stop func()) {
 	return func() { close(done) }
 }
 
-func (c Consumer) deliver(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, handle Handler) {
+func (c Consumer) deliver(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, handle Handler, metrics *consumerMetrics) {
 	msgCtx := telemetry.ExtractNATS(ctx, c.Propagator, msg.Headers())
 	meta, _ := msg.Metadata()
 	attrs := []attribute.KeyValue{
@@ -389,6 +394,7 @@ func (c Consumer) deliver(ctx context.Context, js jetstream.JetStream, msg jetst
 			// caused by a lost ack is dropped by the inbox.
 			span.RecordError(ackErr)
 		}
+		metrics.settled(msgCtx, delivered, OutcomeAcked)
 	case IsPermanent(err):
 		span.RecordError(err)
 		if dlErr := c.deadLetter(msgCtx, js, msg, meta, err); dlErr != nil {
@@ -397,14 +403,17 @@ func (c Consumer) deliver(ctx context.Context, js jetstream.JetStream, msg jetst
 			span.SetStatus(codes.Error, "dead letter not recorded; will be redelivered")
 			_ = msg.NakWithDelay(c.redeliveryDelay(delivered))
 			err = errors.Join(err, dlErr)
+			metrics.settled(msgCtx, delivered, OutcomeRetried)
 			break
 		}
 		span.SetStatus(codes.Error, "dead-lettered")
 		_ = msg.Term()
+		metrics.settled(msgCtx, delivered, OutcomeDeadLettered)
 	default:
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "will be redelivered")
 		_ = msg.NakWithDelay(c.redeliveryDelay(delivered))
+		metrics.settled(msgCtx, delivered, OutcomeRetried)
 	}
 	if err != nil && c.OnError != nil {
 		c.OnError(msgCtx, msg, err)

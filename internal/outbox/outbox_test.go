@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -296,5 +298,77 @@ func TestPruneKeepsWhatARedeliveryNeeds(t *testing.T) {
 	var kept string
 	if err := pool.QueryRow(ctx, `SELECT message_id FROM inbox`).Scan(&kept); err != nil || kept != "within" {
 		t.Fatalf("inbox kept %q, %v; want the id still within retention", kept, err)
+	}
+}
+
+// TestOversizedRowIsParkedAndCounted: the one way a service's own event
+// can never be published is a payload larger than the server takes
+// (max_payload, 1 MB by default); every subject a service writes has a
+// stream. The relay parks that row with the reason and publishes the row
+// behind it, and the outbox metrics show the lag while rows wait, then
+// nothing pending and one parked row.
+func TestOversizedRowIsParkedAndCounted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, js, relay := relayEnv(t, ctx)
+	reader := sdkmetric.NewManualReader()
+	if err := outbox.RegisterMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("t"), pool); err != nil {
+		t.Fatal(err)
+	}
+	gauges := func() map[string]float64 {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch g := m.Data.(type) {
+				case metricdata.Gauge[int64]:
+					out[m.Name] = float64(g.DataPoints[0].Value)
+				case metricdata.Gauge[float64]:
+					out[m.Name] = g.DataPoints[0].Value
+				}
+			}
+		}
+		return out
+	}
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := uuid.NewString()
+	if err := outbox.Write(ctx, tx, propagation.TraceContext{}, "orders.created", big, map[string]string{"note": strings.Repeat("x", 2<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE outbox SET created_at = now() - interval '42 seconds' WHERE id = $1`, big); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeRows(t, ctx, pool, "orders.created")
+	if g := gauges(); g["payonce.outbox.pending"] != 2 || g["payonce.outbox.oldest_pending.age"] < 42 || g["payonce.outbox.parked"] != 0 {
+		t.Fatalf("before the relay: %v; want 2 pending, the oldest at least 42 s old, none parked", g)
+	}
+
+	n, err := relay.RelayOnce(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("RelayOnce = %d, %v; want the 1 row behind the oversized one", n, err)
+	}
+	var reason string
+	if err := pool.QueryRow(ctx, `SELECT park_reason FROM outbox WHERE id = $1 AND parked_at IS NOT NULL AND published_at IS NULL`, big).Scan(&reason); err != nil {
+		t.Fatalf("oversized row not parked: %v", err)
+	}
+	if !strings.Contains(reason, "exceeds") {
+		t.Fatalf("park reason %q does not say why", reason)
+	}
+	stream, _ := js.Stream(ctx, "ORDERS")
+	if info, _ := stream.Info(ctx); info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+	if g := gauges(); g["payonce.outbox.pending"] != 0 || g["payonce.outbox.oldest_pending.age"] != 0 || g["payonce.outbox.parked"] != 1 {
+		t.Fatalf("after the relay: %v; want nothing pending and 1 parked", g)
 	}
 }

@@ -133,6 +133,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := eventbus.EnsureStreamsAs(ctx, p.JetStream, cfg.Service); err != nil {
 		return nil, err
 	}
+	if err := outbox.RegisterMetrics(p.Meter, p.Pool); err != nil {
+		return nil, err
+	}
 	p.Relay = outbox.NewRelay(outbox.Relay{
 		Pool:       p.Pool,
 		Publisher:  p.Publisher(),
@@ -166,6 +169,7 @@ func (p *Platform) Consumer(stream, durable string, subjects ...string) eventbus
 		Subjects:   subjects,
 		Tracer:     p.Tracer,
 		Propagator: p.Telemetry.Propagator,
+		Meter:      p.Meter,
 		OnError: func(ctx context.Context, msg jetstream.Msg, err error) {
 			p.Logger.WarnContext(ctx, "message not handled; it will be redelivered", "subject", msg.Subject(), "err", err)
 		},

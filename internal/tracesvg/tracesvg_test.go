@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/payonce/payonce/internal/tracesvg/tracesvgtest"
 )
 
 // fixture reads a trace from testdata: dump.json is a dev stack dump of a
@@ -22,40 +24,6 @@ func fixture(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return data
-}
-
-// svgText checks that data is well-formed XML with an <svg> root and
-// returns its character data (text and titles), joined.
-func svgText(t *testing.T, data []byte) string {
-	t.Helper()
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	var text strings.Builder
-	root := ""
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("the SVG is not well-formed XML: %v\n%s", err, data)
-		}
-		switch tok := tok.(type) {
-		case xml.StartElement:
-			if root == "" {
-				root = tok.Name.Local
-				if tok.Name.Space != "http://www.w3.org/2000/svg" {
-					t.Errorf("root namespace %q, want the SVG namespace", tok.Name.Space)
-				}
-			}
-		case xml.CharData:
-			text.Write(tok)
-			text.WriteByte('\n')
-		}
-	}
-	if root != "svg" {
-		t.Fatalf("root element %q, want svg", root)
-	}
-	return text.String()
 }
 
 // TestRendersEachSpanAsWellFormedSVG: both input formats give a
@@ -83,7 +51,7 @@ func TestRendersEachSpanAsWellFormedSVG(t *testing.T) {
 			if err := Render(&out, tr, "", 1100); err != nil {
 				t.Fatal(err)
 			}
-			text := svgText(t, out.Bytes())
+			text := tracesvgtest.Text(t, out.Bytes())
 			for _, s := range append(tc.spans, tc.want...) {
 				if !strings.Contains(text, s) {
 					t.Errorf("the SVG does not show %q", s)

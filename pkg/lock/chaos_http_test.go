@@ -23,17 +23,25 @@ import (
 // without waits (some abandoned by their callers, which makes the
 // coordinator cancel the wait), holds long enough for keepalives,
 // linearizable reads of the lock from random nodes, releases, and holders
-// that stop keeping their lease alive so it expires by its TTL. The history
-// must be linearizable under leaseModel; TestLeaseModelRejectsBadHistories
-// shows the model catches each failure of issue 13 first.
+// that stop keeping their lease alive so it expires by its TTL. Then the
+// network between the nodes fails while the clients go on: the leader is
+// cut off from both followers (it is still reachable by clients, and still
+// believes it leads for a moment), one link between the leader and a
+// follower is cut, and a follower is cut off. The history must be
+// linearizable under leaseModel; TestLeaseModelRejectsBadHistories shows
+// the model catches each failure of issue 13 first, and a stale read from a
+// cut-off leader.
 func TestLinearizableThroughTheClientUnderChaos(t *testing.T) {
+	network := coordinatortest.NewNetwork()
 	c := coordinatortest.StartWith(t, 3, coordinatortest.Options{Tune: func(cfg *raftnode.Config) {
 		// Short enough that a follower down for a few seconds comes back
 		// through a snapshot install rather than the log.
 		cfg.TrailingLogs = 16
 		cfg.SnapshotThreshold = 32
 		cfg.SnapshotInterval = 200 * time.Millisecond
+		network.Tune(cfg)
 	}})
+	raftAddrs := []string{c.RaftAddr(0), c.RaftAddr(1), c.RaftAddr(2)}
 	const ttl = time.Second
 	h := &linHistory{start: time.Now()}
 	urls := c.URLs()
@@ -85,6 +93,35 @@ func TestLinearizableThroughTheClientUnderChaos(t *testing.T) {
 	c.Restart(f)
 	t.Logf("follower c%d restarted behind a snapshot", f+1)
 	pace(1500 * time.Millisecond)
+
+	// The leader cut off from both followers: the majority elects another
+	// leader, while clients still reach the old one over HTTP.
+	l = c.WaitLeader(10 * time.Second)
+	network.Isolate(raftAddrs[l], raftAddrs...)
+	if nl := c.WaitLeader(10 * time.Second); nl == l {
+		t.Fatalf("c%d still confirms its leadership cut off from both followers: the partition did not happen", l+1)
+	} else {
+		t.Logf("partition: leader c%d cut off; c%d leads the majority", l+1, nl+1)
+	}
+	pace(1500 * time.Millisecond)
+	network.Heal()
+	// One link down between the leader and a follower: the follower still
+	// hears the third node, which may campaign with it.
+	l = c.WaitLeader(10 * time.Second)
+	f = (l + 1) % 3
+	network.Cut(raftAddrs[l], raftAddrs[f])
+	t.Logf("partition: link c%d-c%d cut", l+1, f+1)
+	pace(1500 * time.Millisecond)
+	network.Heal()
+	// A follower cut off: it keeps answering its clients' forwarded calls
+	// with errors, and campaigns alone; when the network heals it rejoins.
+	f = c.Follower()
+	network.Isolate(raftAddrs[f], raftAddrs...)
+	t.Logf("partition: follower c%d cut off", f+1)
+	pace(1500 * time.Millisecond)
+	network.Heal()
+	c.WaitLeader(10 * time.Second)
+	pace(1000 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 

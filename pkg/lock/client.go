@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,7 +50,14 @@ type Client struct {
 	mu      sync.Mutex
 	current int // index of the endpoint that answered last
 	hint    string
+
+	requests atomic.Uint64 // HTTP requests sent, every attempt counted
 }
+
+// Requests returns how many HTTP requests the client has sent to the
+// coordinator so far, retries included. It is how a test proves that a
+// code path costs no coordinator round trip.
+func (c *Client) Requests() uint64 { return c.requests.Load() }
 
 // Option configures a Client.
 type Option func(*Client)
@@ -144,6 +152,17 @@ type leaseBody struct {
 // clean ErrLockHeld rather than a timeout. It never returns a lease whose
 // time may already be up.
 func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, opts ...AcquireOption) (*Lease, error) {
+	l, err := c.grant(ctx, name, ttl, opts)
+	if err != nil {
+		return nil, err
+	}
+	go l.run()
+	return l, nil
+}
+
+// grant is Acquire without the lease's own keepalive loop: Acquire starts
+// one, a PartitionLeases group renews its leases together instead.
+func (c *Client) grant(ctx context.Context, name string, ttl time.Duration, opts []AcquireOption) (*Lease, error) {
 	var o acquireOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -190,7 +209,6 @@ func (c *Client) Acquire(ctx context.Context, name string, ttl time.Duration, op
 		l.abandon(ctx, ErrLeaseLost)
 		return nil, fmt.Errorf("acquire %s: granted too late to be safe: %w", name, ErrLeaseLost)
 	}
-	go l.run()
 	return l, nil
 }
 
@@ -274,6 +292,7 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte, want i
 		req.Header.Set("Content-Type", "application/json")
 	}
 	c.propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	c.requests.Add(1)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err

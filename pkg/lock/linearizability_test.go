@@ -284,7 +284,8 @@ func linCrashedHolder(h *linHistory, client int, base, key string, ttl time.Dura
 // TestLeaseModelRejectsBadHistories: before the chaos test's verdict is
 // trusted, the model must reject each failure of issue 13 as a history
 // would show it: a stale read (a read after an acknowledged grant that
-// shows no holder), a double grant (a second grant while the first
+// shows no holder, or one that shows a holder whose lease has ended, as a
+// leader cut off from the others would answer from its own state), a double grant (a second grant while the first
 // holder's lease is still kept alive), and a repeated token.
 func TestLeaseModelRejectsBadHistories(t *testing.T) {
 	acq := func(client int, call, ret int64, lease string, tok uint64) porcupine.Operation {
@@ -310,6 +311,8 @@ func TestLeaseModelRejectsBadHistories(t *testing.T) {
 		{"stale read: no holder after an acknowledged grant", false, []porcupine.Operation{acq(0, 0, 1, "a", 5), read(1, 2, 3, "")}},
 		{"double grant: a second holder while the first keeps its lease", false, []porcupine.Operation{acq(0, 0, 1, "a", 5), acq(1, 2, 3, "b", 7)}},
 		{"double grant seen by a read", false, []porcupine.Operation{acq(0, 0, 1, "a", 5), read(2, 2, 3, "b")}},
+		{"stale read: an old leader cut off answers with the holder before a release and a new grant", false, []porcupine.Operation{acq(0, 0, 1, "a", 5), rel(0, 2, 3, "a"), acq(1, 4, 5, "b", 9), read(2, 6, 7, "a")}},
+		{"stale read: a cut-off leader still shows a lease the majority let expire", false, []porcupine.Operation{acq(0, 0, 1, "a", 5), lost(0, 2, 3, "a"), acq(1, 4, 5, "b", 9), read(2, 6, 7, "a")}},
 		{"repeated token", false, []porcupine.Operation{acq(0, 0, 1, "a", 5), rel(0, 2, 3, "a"), acq(1, 4, 5, "b", 5)}},
 		{"grant before the holder's lease could have ended", false, []porcupine.Operation{acq(0, 0, 1, "a", 5), acq(1, 2, 3, "b", 7), lost(0, 4, 5, "a")}},
 	} {

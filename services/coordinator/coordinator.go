@@ -123,6 +123,8 @@ type Service interface {
 	Release(ctx context.Context, lock, leaseID string) error
 	// Lock reports the state of a lock.
 	Lock(ctx context.Context, name string, opts ReadOptions) (Lock, error)
+	// BatchRenewer renews many leases in one write.
+	BatchRenewer
 
 	// Register adds or refreshes an instance of a service.
 	Register(ctx context.Context, m Member) (Member, error)

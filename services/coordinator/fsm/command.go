@@ -26,7 +26,18 @@ const (
 	// again: Server's Incarnation is recorded, and the node, applying the
 	// entry, recognises its own incarnation (see raftnode's joining mode).
 	OpAdmit Op = "admit"
+	// OpKeepAliveBatch renews many leases in one entry: a holder of many
+	// partition leases pays one Raft write per renewal interval, however
+	// many partitions it holds (ADR 0070).
+	OpKeepAliveBatch Op = "keepalive-batch"
 )
+
+// LeaseRef names one lease of a batch: the lock and the lease id, as a
+// single keepalive names them.
+type LeaseRef struct {
+	Lock    string `json:"lock"`
+	LeaseID string `json:"lease"`
+}
 
 // Command is one log entry's payload. Now is set by the leader when it
 // proposes the entry, from its monotonic clock (nanoseconds from an arbitrary
@@ -58,6 +69,9 @@ type Command struct {
 	Epoch       uint64 `json:"epoch,omitempty"`
 	Server      string `json:"server,omitempty"`
 	Incarnation string `json:"inc,omitempty"`
+
+	// Leases are the leases a keepalive-batch renews, in order.
+	Leases []LeaseRef `json:"leases,omitempty"`
 }
 
 // Encode serialises the command for the log.

@@ -31,6 +31,9 @@ type Result struct {
 	Queued bool
 	// Members is the service's membership after a register/deregister.
 	Members *coordinator.Members
+	// Batch is the outcome of each lease of a keepalive-batch, in the
+	// order of the command's Leases.
+	Batch []BatchItem
 	// Err is the domain error, if the command was refused; a refused command
 	// changes nothing but the log clock.
 	Err error
@@ -216,6 +219,8 @@ func (m *Machine) Apply(index, term uint64, cmd Command) Result {
 		return s.acquire(index, now, cmd)
 	case OpKeepAlive:
 		return s.keepAlive(index, now, cmd)
+	case OpKeepAliveBatch:
+		return s.keepAliveBatch(index, now, cmd)
 	case OpRelease:
 		return s.release(index, now, cmd)
 	case OpCancelWait:

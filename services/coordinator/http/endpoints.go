@@ -20,6 +20,8 @@ type Endpoints struct {
 	Heartbeat  endpoint.Endpoint
 	Deregister endpoint.Endpoint
 	Members    endpoint.Endpoint
+	// KeepAliveBatch renews many leases in one write (batch.go).
+	KeepAliveBatch endpoint.Endpoint
 }
 
 // NewEndpoints wraps svc; every endpoint gets the given middlewares, the
@@ -32,6 +34,7 @@ func NewEndpoints(svc coordinator.Service, mw ...func(name string) endpoint.Midd
 		return e
 	}
 	return Endpoints{
+		KeepAliveBatch: wrap("coordinator.keepalive_batch", makeKeepAliveBatch(svc)),
 		Acquire: wrap("coordinator.acquire", func(ctx context.Context, req any) (any, error) {
 			r := req.(acquireRequest)
 			l, err := svc.Acquire(ctx, coordinator.AcquireRequest{

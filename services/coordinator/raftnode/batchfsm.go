@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -23,6 +24,7 @@ func (b *batchFSM) ApplyBatch(logs []*raft.Log) []any {
 	if b.beforeApply != nil {
 		b.beforeApply()
 	}
+	start := time.Now()
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
@@ -41,6 +43,7 @@ func (b *batchFSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if b.metrics != nil {
 		b.metrics.BatchSize.Observe(float64(len(logs)))
+		b.metrics.FSMApplyLatency.Observe(time.Since(start).Seconds())
 	}
 	return out
 }

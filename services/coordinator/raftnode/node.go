@@ -353,15 +353,24 @@ func (n *Node) leaderDuties() {
 		case <-n.stop:
 			return
 		case o := <-n.observations:
+			lo := o.Data.(raft.LeaderObservation)
 			if n.metrics != nil {
 				n.metrics.LeaderChanges.Inc()
+				n.metrics.IsLeader.Set(boolGauge(lo.LeaderID == raft.ServerID(n.cfg.ID)))
 			}
-			if lo := o.Data.(raft.LeaderObservation); lo.LeaderID == raft.ServerID(n.cfg.ID) {
+			if lo.LeaderID == raft.ServerID(n.cfg.ID) {
 				n.tick()
 				n.initEpoch()
 			}
 		case <-ticker.C:
-			if n.raft.State() != raft.Leader {
+			leading := n.raft.State() == raft.Leader
+			if n.metrics != nil {
+				// Also here, not only on observations: a node that steps
+				// down without seeing a new leader (cut off) must stop
+				// counting itself.
+				n.metrics.IsLeader.Set(boolGauge(leading))
+			}
+			if !leading {
 				continue
 			}
 			if n.metrics != nil {
@@ -445,10 +454,13 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 		}
 		return fsm.Result{}, fmt.Errorf("raftnode: apply %s: %w", cmd.Op, err)
 	}
+	res, _ := f.Response().(fsm.Result)
 	if n.metrics != nil {
 		n.metrics.ApplyLatency.Observe(time.Since(start).Seconds())
+		if cmd.Op == fsm.OpAcquire {
+			n.metrics.observeAcquire(res.Queued, res.Err == nil && res.Lease != nil)
+		}
 	}
-	res, _ := f.Response().(fsm.Result)
 	span.SetAttributes(attribute.Int64("raft.index", int64(f.Index())))
 	return res, nil
 }

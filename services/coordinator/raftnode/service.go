@@ -135,6 +135,27 @@ func (s *Service) KeepAlive(ctx context.Context, lock, leaseID string) (coordina
 	return *res.Lease, nil
 }
 
+// KeepAliveBatch renews every lease of refs in one log entry. A malformed
+// batch is refused before it is proposed, so it costs no write.
+func (s *Service) KeepAliveBatch(ctx context.Context, refs []coordinator.LeaseRef) ([]coordinator.Renewal, error) {
+	batch := make([]fsm.LeaseRef, len(refs))
+	for i, r := range refs {
+		batch[i] = fsm.LeaseRef{Lock: r.Lock, LeaseID: r.LeaseID}
+	}
+	if err := fsm.ValidateBatch(batch); err != nil {
+		return nil, err
+	}
+	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpKeepAliveBatch, Leases: batch})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]coordinator.Renewal, len(res.Batch))
+	for i, it := range res.Batch {
+		out[i] = coordinator.Renewal{Lease: it.Lease, Err: it.Err}
+	}
+	return out, nil
+}
+
 // Release gives the lock up.
 func (s *Service) Release(ctx context.Context, lock, leaseID string) error {
 	_, err := s.apply(ctx, fsm.Command{Op: fsm.OpRelease, Caller: callerOf(ctx), Lock: lock, LeaseID: leaseID})

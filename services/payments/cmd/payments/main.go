@@ -64,6 +64,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	// Domain.
 	store := postgres.NewStore(p.Pool, p.Telemetry.Propagator)
 	store.OnOutboxWrite = p.Relay.Nudge
+	if err := postgres.RegisterMetrics(p.Meter, p.Pool); err != nil {
+		return err
+	}
 	store.Cursors = cursor.NewCodec(events.DeriveKey(cfg.InternalSecret, "cursor"))
 	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider))
 	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
