@@ -145,6 +145,16 @@ func (a authorized) KeepAlive(ctx context.Context, lock, leaseID string) (Lease,
 	return a.next.KeepAlive(ctx, lock, leaseID)
 }
 
+// KeepAliveBatch needs an identity; each lease of the batch is renewed
+// only for its holder, decided in the log by the same check as a single
+// keepalive.
+func (a authorized) KeepAliveBatch(ctx context.Context, refs []LeaseRef) ([]Renewal, error) {
+	if err := a.p.Authenticated(ctx); err != nil {
+		return nil, err
+	}
+	return a.next.KeepAliveBatch(ctx, refs)
+}
+
 func (a authorized) Release(ctx context.Context, lock, leaseID string) error {
 	if err := a.p.Authenticated(ctx); err != nil {
 		return err

@@ -129,3 +129,28 @@ func TestMemberEntryBelongsToItsRegistrant(t *testing.T) {
 		t.Fatalf("operator evicts: %+v", r)
 	}
 }
+
+// TestKeepAliveBatchRenewsOnlyTheCallersLeases: a batch that names the
+// caller's own lease and another identity's renews the first and refuses
+// the second with the same not-holder a single keepalive gets (the batch
+// goes through checkHolder for every lease).
+func TestKeepAliveBatchRenewsOnlyTheCallersLeases(t *testing.T) {
+	h := newHarness(t)
+	own := h.apply(0, as(payments2, acquire("p-own", "r1", time.Second, 0)))
+	other := h.apply(0, as(payments1, acquire("p-other", "r2", time.Second, 0)))
+	res := h.apply(500*time.Millisecond, as(payments2, Command{Op: OpKeepAliveBatch, Leases: []LeaseRef{
+		{Lock: "p-own", LeaseID: own.Lease.ID}, {Lock: "p-other", LeaseID: other.Lease.ID},
+	}}))
+	if res.Err != nil || len(res.Batch) != 2 {
+		t.Fatalf("batch: %+v", res)
+	}
+	if res.Batch[0].Err != nil || res.Batch[0].Lease == nil {
+		t.Fatalf("own lease: %+v", res.Batch[0])
+	}
+	if !errors.Is(res.Batch[1].Err, coordinator.ErrNotHolder) || res.Batch[1].Lease != nil {
+		t.Fatalf("another identity's lease: %+v, want not-holder", res.Batch[1])
+	}
+	if l, _ := h.m.Lock("p-other"); l.Holder == nil || l.Holder.Remaining != 500*time.Millisecond {
+		t.Fatalf("the other lease was renewed: %+v", l.Holder)
+	}
+}

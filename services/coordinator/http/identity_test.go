@@ -110,6 +110,7 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 		{"read the lock", "GET", "/v1/locks/customer-7", ""},
 		{"keep alive another's lease", "POST", lease + "/keepalive", ""},
 		{"release another's lease", "DELETE", lease, ""},
+		{"renew another's lease in a batch", "POST", coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"customer-7","lease_id":"` + l.LeaseID + `"}]}`},
 		{"replay the holder's acquire", "POST", "/v1/locks/customer-7/leases", `{"request_id":"r1","ttl_ms":30000}`},
 		{"take a lock for an hour", "POST", "/v1/locks/customer-8/leases", `{"request_id":"r9","ttl_ms":3600000}`},
 		{"queue for a lock for five minutes", "POST", "/v1/locks/customer-7/leases", `{"request_id":"r8","ttl_ms":1000,"wait_ms":300000}`},
@@ -161,6 +162,11 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 				t.Errorf("payments-2, %s at %s: %d %s, want %d %s", r.name, base, got.status, got.body, w.status, w.typ)
 			}
 		}
+		// A batch answers per lease: the other's lease is refused with the
+		// problem a single keepalive gets, and is not renewed.
+		if got := call(t, intruder, "POST", base+coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"customer-7","lease_id":"`+l.LeaseID+`"}]}`); got.status != 200 || !strings.Contains(string(got.body), `"type":"not-holder"`) || strings.Contains(string(got.body), `"lease":{`) {
+			t.Errorf("payments-2 renews payments-1's lease in a batch at %s: %d %s", base, got.status, got.body)
+		}
 		// Reads an identity may make show no lease id but the holder's.
 		for _, path := range []string{"/v1/locks/customer-7", coordhttp.NodeStatusPath} {
 			got := call(t, intruder, "GET", base+path, "")
@@ -208,6 +214,9 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 	// The rightful holder's flows work, through the follower too.
 	if got := call(t, holder, "POST", follower+lease+"/keepalive", ""); got.status != 200 {
 		t.Fatalf("holder's keepalive: %d %s", got.status, got.body)
+	}
+	if got := call(t, holder, "POST", follower+coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"customer-7","lease_id":"`+l.LeaseID+`"}]}`); got.status != 200 || !strings.Contains(string(got.body), `"lease":{`) {
+		t.Fatalf("holder's batch renewal: %d %s", got.status, got.body)
 	}
 	if got := call(t, pki.Client(orders1), "POST", follower+"/v1/services/orders/members/orders-1/heartbeat", ""); got.status != 204 {
 		t.Fatalf("orders-1's heartbeat: %d %s", got.status, got.body)

@@ -145,7 +145,7 @@ func (s *Service) KeepAliveBatch(ctx context.Context, refs []coordinator.LeaseRe
 	if err := fsm.ValidateBatch(batch); err != nil {
 		return nil, err
 	}
-	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpKeepAliveBatch, Leases: batch})
+	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpKeepAliveBatch, Caller: callerOf(ctx), Leases: batch})
 	if err != nil {
 		return nil, err
 	}
