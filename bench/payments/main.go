@@ -274,7 +274,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 func commitIndex(ctx context.Context, client *http.Client, urls []string) (uint64, error) {
 	var best uint64
 	for _, u := range urls {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/cluster/self", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/cluster/node", nil)
 		if err != nil {
 			return 0, err
 		}
