@@ -49,6 +49,7 @@ func run() error {
 	d := flag.Duration("d", 30*time.Second, "how long to send")
 	customers := flag.Int("customers", 8, "customers the orders spread over (the console watches them)")
 	browser := flag.Bool("browser", true, "also render the page in headless Chromium")
+	settleFor := flag.Duration("settle", 3*time.Minute, "how long to wait, after sending, for every created order's capture")
 	flag.Parse()
 
 	// Page weight: what a first load fetches.
@@ -95,12 +96,38 @@ func run() error {
 	sem := make(chan struct{}, 128)
 	tick := time.NewTicker(time.Second / time.Duration(*rate))
 	var viewLatency, evalLatency []time.Duration
-	probe := time.NewTicker(500 * time.Millisecond)
 	if page != nil {
 		if err := page.startFrames(); err != nil {
 			return err
 		}
 	}
+	// The probes run beside the load, so a slow answer never holds a tick.
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	probesDone := make(chan struct{})
+	go func() {
+		defer close(probesDone)
+		probe := time.NewTicker(500 * time.Millisecond)
+		defer probe.Stop()
+		for {
+			select {
+			case <-probeCtx.Done():
+				return
+			case <-probe.C:
+			}
+			t0 := time.Now()
+			if _, err := get(*consoleURL + "/api/view"); err == nil {
+				viewLatency = append(viewLatency, time.Since(t0))
+			}
+			if page != nil {
+				// The page's main thread answers a script as it would a
+				// click: its round trip is what a learner waits for.
+				t0 = time.Now()
+				if err := page.ping(); err == nil {
+					evalLatency = append(evalLatency, time.Since(t0))
+				}
+			}
+		}
+	}()
 	start := time.Now()
 	stamp := start.UnixNano()
 	for n := 0; time.Since(start) < *d; {
@@ -124,30 +151,41 @@ func run() error {
 					failed.Add(1)
 				}
 			})
-		case <-probe.C:
-			t0 := time.Now()
-			if _, err := get(*consoleURL + "/api/view"); err == nil {
-				viewLatency = append(viewLatency, time.Since(t0))
-			}
-			if page != nil {
-				// The page's main thread answers a script as it would a
-				// click: its round trip is what a learner waits for.
-				t0 = time.Now()
-				if err := page.ping(); err == nil {
-					evalLatency = append(evalLatency, time.Since(t0))
-				}
-			}
 		}
 	}
 	sendTime := time.Since(start)
+	stopProbes()
+	<-probesDone
+	// The page's figures cover the sending window only.
+	var st renderStats
+	var fr frameStats
+	if page != nil {
+		if st, err = page.stats(); err != nil {
+			return err
+		}
+		if fr, err = page.frames(); err != nil {
+			return err
+		}
+	}
 	wg.Wait()
 	// Let the last payments settle, bounded.
-	var after int
+	after := before
+	var ledgerErr error
 	settle := time.NewTicker(500 * time.Millisecond)
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); <-settle.C {
-		if after, err = captures(*bankURL); err == nil && int64(after-before) >= created.Load() {
+	settleStart := time.Now()
+	for deadline := time.Now().Add(*settleFor); time.Now().Before(deadline); <-settle.C {
+		n, err := captures(*bankURL)
+		ledgerErr = err
+		if err != nil {
+			continue
+		}
+		after = n
+		if int64(after-before) >= created.Load() {
 			break
 		}
+	}
+	if ledgerErr != nil {
+		fmt.Fprintln(os.Stderr, "bench/console: reading the bank's ledger:", ledgerErr)
 	}
 	stopStream()
 	stream.mu.Lock()
@@ -157,22 +195,15 @@ func run() error {
 	fmt.Printf("%-44s %s\n", "page weight (/, app.js, style.css)", kb(weight))
 	fmt.Printf("%-44s %.1f/s sent, %.1f/s created, %d refused or failed\n", "orders", float64(sent.Load())/sendTime.Seconds(),
 		float64(created.Load())/sendTime.Seconds(), failed.Load())
-	fmt.Printf("%-44s %d (%.1f/s over the run)\n", "captures at the bank", after-before, float64(after-before)/sendTime.Seconds())
+	fmt.Printf("%-44s %d, all of them %s after sending ended\n", "captures at the bank", after-before,
+		map[bool]string{true: "within " + time.Since(settleStart).Round(time.Second).String(), false: "NOT within " + settleFor.String()}[int64(after-before) >= created.Load()])
 	fmt.Printf("%-44s %d views, %.2f/s\n", "event stream", len(stream.sizes), float64(len(stream.sizes))/stream.span().Seconds())
 	fmt.Printf("%-44s mean %s, max %s\n", "view size", kb(mean(stream.sizes)), kb(slices.Max(append(stream.sizes, 0))))
 	fmt.Printf("%-44s p50 %d ms, max %d ms\n", "time to read the stack for one view", pct(stream.readMS, 50), pct(stream.readMS, 100))
 	fmt.Printf("%-44s p50 %s, p95 %s, max %s\n", "GET /api/view while loaded", pctD(viewLatency, 50), pctD(viewLatency, 95), pctD(viewLatency, 100))
 	if page != nil {
-		st, err := page.stats()
-		if err != nil {
-			return err
-		}
 		fmt.Printf("%-44s %d renders, mean %.1f ms, max %.1f ms\n", "page render of one view (Chromium)", st.Renders, st.TotalMs/float64(max(st.Renders, 1)), st.MaxMs)
-		fr, err := page.frames()
-		if err != nil {
-			return err
-		}
-		fmt.Printf("%-44s %.2f/s\n", "views rendered by the page", float64(st.Renders)/sendTime.Seconds())
+		fmt.Printf("%-44s %.2f/s\n", "views rendered by the page", float64(st.Renders)/max(fr.SpanMs/1000, 0.001))
 		fmt.Printf("%-44s p50 %s, p95 %s, max %s\n", "script round trip in the page (a click)", pctD(evalLatency, 50), pctD(evalLatency, 95), pctD(evalLatency, 100))
 		fmt.Printf("%-44s %.0f/s, p50 %.0f ms, p99 %.0f ms, max %.0f ms, %d over 100 ms\n", "animation frames (gap between frames)",
 			float64(len(fr.Gaps))/max(fr.SpanMs/1000, 0.001), pctF(fr.Gaps, 50), pctF(fr.Gaps, 99), pctF(fr.Gaps, 100), countOver(fr.Gaps, 100))
@@ -314,6 +345,7 @@ type frameStats struct {
 // not paint) and the long tasks the browser reports.
 func (p *pageStats) startFrames() error {
 	_, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`(() => {
+		window.consoleStats = {renders: 0, totalMs: 0, maxMs: 0}; // from now on
 		const f = window.benchFrames = {gaps: [], start: performance.now(), last: 0, longTasks: 0, longTaskMs: 0, longestTaskMs: 0};
 		const tick = (t) => { if (f.last) f.gaps.push(t - f.last); f.last = t; requestAnimationFrame(tick); };
 		requestAnimationFrame(tick);
