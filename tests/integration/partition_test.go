@@ -5,9 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
@@ -243,12 +242,12 @@ func TestPartitionsMoveOnJoinUnderLoad(t *testing.T) {
 				Token uint64 `json:"token"`
 			} `json:"holder"`
 		}
-		resp, err := http.Get(coord.urls[0] + "/v1/locks/" + name)
-		if err != nil {
-			t.Fatal(err)
+		req, _ := newRequest("GET", coord.urls[0]+"/v1/locks/"+name, nil)
+		r := do(req)
+		if r.Err != nil || r.Status != http.StatusOK {
+			t.Fatalf("lock %s: %d %v %s", name, r.Status, r.Err, r.Body)
 		}
-		_ = json.NewDecoder(resp.Body).Decode(&lock)
-		resp.Body.Close()
+		_ = json.Unmarshal(r.Body, &lock)
 		if lock.Holder.Owner == "payments/payments-2" && lock.Holder.Token <= tok {
 			t.Fatalf("%s: payments-2's lease token %d is not above payments-1's %d", name, lock.Holder.Token, tok)
 		}
@@ -265,34 +264,24 @@ func TestPartitionsMoveOnJoinUnderLoad(t *testing.T) {
 func TestCutOffInstanceStopsChargingWithinItsLease(t *testing.T) {
 	coord := startCoordinators(t)
 	bank := startBank(t)
-	var cut atomic.Bool
-	var targets []*url.URL
-	for _, u := range coord.urls {
-		target, _ := url.Parse(u)
-		targets = append(targets, target)
+	// The instance reaches the coordinators only through a TCP proxy
+	// (TLS passes through it untouched) to the leader: the leader answers
+	// itself, so no answer names another address the client could go to
+	// around the proxy.
+	req, _ := newRequest("GET", coord.urls[0]+"/v1/cluster", nil)
+	r := do(req)
+	var cluster struct {
+		LeaderID string `json:"leader_id"`
 	}
-	var next atomic.Int64
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if cut.Load() {
-			// Like a dead link: hold the request until the client gives up.
-			select {
-			case <-r.Context().Done():
-			case <-time.After(30 * time.Second):
-			}
-			return
-		}
-		rp := httputil.NewSingleHostReverseProxy(targets[next.Add(1)%int64(len(targets))])
-		rp.ModifyResponse = func(resp *http.Response) error {
-			// A coordinator names its leader so clients go there directly:
-			// here every request must stay on the link the test cuts.
-			resp.Header.Del("Coordinator-Leader")
-			return nil
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
+	if r.Err != nil || json.Unmarshal(r.Body, &cluster) != nil || cluster.LeaderID == "" {
+		t.Fatalf("cluster: %d %v %s", r.Status, r.Err, r.Body)
+	}
+	var leader int
+	fmt.Sscanf(cluster.LeaderID, "c%d", &leader)
+	target, _ := url.Parse(coord.urls[leader-1])
+	proxy := newCutProxy(t, target.Host)
 	svc := newPaymentsService(t, coord, bank, testenv.NATS(t), partitionEnv...)
-	svc.env = append(svc.env, "COORDINATOR_URLS="+proxy.URL)
+	svc.env = append(svc.env, "COORDINATOR_URLS="+target.Scheme+"://"+proxy.addr)
 	svc.start()
 	pay := func(key string) apiResponse {
 		return call("POST", svc.urls[0]+"/v1/payments", testAPIKey, key, newPayment("cust-cut", 100))
@@ -302,7 +291,7 @@ func TestCutOffInstanceStopsChargingWithinItsLease(t *testing.T) {
 	}
 
 	const ttl = time.Second
-	cut.Store(true)
+	proxy.setCut(true)
 	cutAt := time.Now()
 	var refusedAt time.Time
 	for i := 0; ; i++ {
@@ -332,7 +321,7 @@ func TestCutOffInstanceStopsChargingWithinItsLease(t *testing.T) {
 	// Reconnected: the partitions come back (new leases, higher tokens),
 	// the client's retry is charged, and the intents recorded while cut
 	// off are completed by the recovery worker: each once.
-	cut.Store(false)
+	proxy.setCut(false)
 	reconnected := time.Now()
 	eventually(t, 30*time.Second, "charging again after the reconnect", func() bool {
 		return pay("cut-after-0").Status == http.StatusCreated
@@ -354,4 +343,78 @@ func TestCutOffInstanceStopsChargingWithinItsLease(t *testing.T) {
 		t.Fatalf("%d payments captured for %d payment rows", len(perRef), rows)
 	}
 	t.Logf("refused %v after the cut (TTL %v); charging again %v after the reconnect", refusedAt.Sub(cutAt), ttl, time.Since(reconnected))
+}
+
+// cutProxy forwards TCP connections to one address until it is cut: then
+// it drops every open connection and holds new ones unanswered, like a
+// network partition between its clients and the target.
+type cutProxy struct {
+	addr string
+	cut  atomic.Bool
+	mu   sync.Mutex
+	open map[net.Conn]bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{addr: ln.Addr().String(), open: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c, target)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut.Load() {
+		return false
+	}
+	for _, c := range cs {
+		p.open[c] = true
+	}
+	return true
+}
+
+func (p *cutProxy) serve(c net.Conn, target string) {
+	if p.cut.Load() {
+		p.mu.Lock()
+		p.open[c] = true // held unanswered; closed when the cut ends
+		p.mu.Unlock()
+		return
+	}
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !p.track(c, up) {
+		c.Close()
+		up.Close()
+		return
+	}
+	go func() { _, _ = io.Copy(up, c); up.Close() }()
+	_, _ = io.Copy(c, up)
+	c.Close()
+}
+
+// setCut cuts the link (dropping every open connection) or restores it.
+func (p *cutProxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut.Store(cut)
+	for c := range p.open {
+		c.Close()
+		delete(p.open, c)
+	}
 }
