@@ -60,7 +60,8 @@ func NewStore(pool *pgxpool.Pool, prop propagation.TextMapPropagator) *Store {
 func fence(ctx context.Context, tx pgx.Tx, f payments.Fence) error {
 	if err := lock.FenceLease(ctx, tx, f.Resource, lock.FenceToken{Epoch: f.Epoch, Token: f.Token, LeaseID: f.LeaseID}); err != nil {
 		if errors.Is(err, lock.ErrStaleToken) {
-			countFenced(ctx) // metrics.go
+			countFenced(ctx)          // metrics.go
+			recordRefusal(ctx, tx, f) // fencerefusal.go
 			return payments.ErrFenced
 		}
 		return fmt.Errorf("fence %s: %w", f.Resource, err)

@@ -67,6 +67,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err := postgres.RegisterMetrics(p.Meter, p.Pool); err != nil {
 		return err
 	}
+	if err := postgres.RegisterFenceRefusalMetrics(p.Meter); err != nil { // for the console (#16)
+		return err
+	}
 	store.Cursors = cursor.NewCodec(events.DeriveKey(cfg.InternalSecret, "cursor"))
 	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider))
 	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
