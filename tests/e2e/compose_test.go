@@ -76,7 +76,7 @@ func TestEveryServiceIsReady(t *testing.T) {
 // nodes before the outbox counts it published.
 func TestStreamsAreReplicatedOnThreeNodes(t *testing.T) {
 	stack(t)
-	g := call(t, "GET", natsMonitors[0]+"/jsz?streams=true&config=true", "", "", nil, nil)
+	g := call(t, "GET", natsMonitors[0]+"/jsz?accounts=true&streams=true&config=true", "", "", nil, nil)
 	var jsz struct {
 		AccountDetails []struct {
 			StreamDetail []struct {

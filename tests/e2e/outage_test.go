@@ -164,7 +164,7 @@ func ledgerEntries(t *testing.T, kind, reference string) int {
 func assertNoDeadLetters(t *testing.T) {
 	t.Helper()
 	for _, monitor := range natsMonitors {
-		g := call(t, "GET", monitor+"/jsz?streams=true", "", "", nil, nil)
+		g := call(t, "GET", monitor+"/jsz?accounts=true&streams=true", "", "", nil, nil)
 		var jsz struct {
 			AccountDetails []struct {
 				StreamDetail []struct {
