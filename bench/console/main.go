@@ -4,7 +4,10 @@
 // reads the console's event stream and, in headless Chromium, the page
 // itself. It prints the page weight, the update rate and view size under
 // load, how long the console takes to read the stack, how long /api/view
-// takes to answer, and how long the page takes to render one view.
+// takes to answer, how long the page takes to render one view, and whether
+// the page stays responsive meanwhile: the round trip of a script evaluated
+// in the page (what a click waits for), the gaps between animation frames,
+// and the long tasks the browser reports.
 //
 //	make dev                      # in another terminal
 //	go run ./bench/console -rate 100 -d 30s
@@ -46,6 +49,7 @@ func run() error {
 	d := flag.Duration("d", 30*time.Second, "how long to send")
 	customers := flag.Int("customers", 8, "customers the orders spread over (the console watches them)")
 	browser := flag.Bool("browser", true, "also render the page in headless Chromium")
+	settleFor := flag.Duration("settle", 3*time.Minute, "how long to wait, after sending, for every created order's capture")
 	flag.Parse()
 
 	// Page weight: what a first load fetches.
@@ -91,8 +95,39 @@ func run() error {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 128)
 	tick := time.NewTicker(time.Second / time.Duration(*rate))
-	var viewLatency []time.Duration
-	probe := time.NewTicker(500 * time.Millisecond)
+	var viewLatency, evalLatency []time.Duration
+	if page != nil {
+		if err := page.startFrames(); err != nil {
+			return err
+		}
+	}
+	// The probes run beside the load, so a slow answer never holds a tick.
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	probesDone := make(chan struct{})
+	go func() {
+		defer close(probesDone)
+		probe := time.NewTicker(500 * time.Millisecond)
+		defer probe.Stop()
+		for {
+			select {
+			case <-probeCtx.Done():
+				return
+			case <-probe.C:
+			}
+			t0 := time.Now()
+			if _, err := get(*consoleURL + "/api/view"); err == nil {
+				viewLatency = append(viewLatency, time.Since(t0))
+			}
+			if page != nil {
+				// The page's main thread answers a script as it would a
+				// click: its round trip is what a learner waits for.
+				t0 = time.Now()
+				if err := page.ping(); err == nil {
+					evalLatency = append(evalLatency, time.Since(t0))
+				}
+			}
+		}
+	}()
 	start := time.Now()
 	stamp := start.UnixNano()
 	for n := 0; time.Since(start) < *d; {
@@ -116,22 +151,41 @@ func run() error {
 					failed.Add(1)
 				}
 			})
-		case <-probe.C:
-			t0 := time.Now()
-			if _, err := get(*consoleURL + "/api/view"); err == nil {
-				viewLatency = append(viewLatency, time.Since(t0))
-			}
 		}
 	}
 	sendTime := time.Since(start)
+	stopProbes()
+	<-probesDone
+	// The page's figures cover the sending window only.
+	var st renderStats
+	var fr frameStats
+	if page != nil {
+		if st, err = page.stats(); err != nil {
+			return err
+		}
+		if fr, err = page.frames(); err != nil {
+			return err
+		}
+	}
 	wg.Wait()
 	// Let the last payments settle, bounded.
-	var after int
+	after := before
+	var ledgerErr error
 	settle := time.NewTicker(500 * time.Millisecond)
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); <-settle.C {
-		if after, err = captures(*bankURL); err == nil && int64(after-before) >= created.Load() {
+	settleStart := time.Now()
+	for deadline := time.Now().Add(*settleFor); time.Now().Before(deadline); <-settle.C {
+		n, err := captures(*bankURL)
+		ledgerErr = err
+		if err != nil {
+			continue
+		}
+		after = n
+		if int64(after-before) >= created.Load() {
 			break
 		}
+	}
+	if ledgerErr != nil {
+		fmt.Fprintln(os.Stderr, "bench/console: reading the bank's ledger:", ledgerErr)
 	}
 	stopStream()
 	stream.mu.Lock()
@@ -141,17 +195,19 @@ func run() error {
 	fmt.Printf("%-44s %s\n", "page weight (/, app.js, style.css)", kb(weight))
 	fmt.Printf("%-44s %.1f/s sent, %.1f/s created, %d refused or failed\n", "orders", float64(sent.Load())/sendTime.Seconds(),
 		float64(created.Load())/sendTime.Seconds(), failed.Load())
-	fmt.Printf("%-44s %d (%.1f/s over the run)\n", "captures at the bank", after-before, float64(after-before)/sendTime.Seconds())
+	fmt.Printf("%-44s %d, all of them %s after sending ended\n", "captures at the bank", after-before,
+		map[bool]string{true: "within " + time.Since(settleStart).Round(time.Second).String(), false: "NOT within " + settleFor.String()}[int64(after-before) >= created.Load()])
 	fmt.Printf("%-44s %d views, %.2f/s\n", "event stream", len(stream.sizes), float64(len(stream.sizes))/stream.span().Seconds())
 	fmt.Printf("%-44s mean %s, max %s\n", "view size", kb(mean(stream.sizes)), kb(slices.Max(append(stream.sizes, 0))))
 	fmt.Printf("%-44s p50 %d ms, max %d ms\n", "time to read the stack for one view", pct(stream.readMS, 50), pct(stream.readMS, 100))
 	fmt.Printf("%-44s p50 %s, p95 %s, max %s\n", "GET /api/view while loaded", pctD(viewLatency, 50), pctD(viewLatency, 95), pctD(viewLatency, 100))
 	if page != nil {
-		st, err := page.stats()
-		if err != nil {
-			return err
-		}
 		fmt.Printf("%-44s %d renders, mean %.1f ms, max %.1f ms\n", "page render of one view (Chromium)", st.Renders, st.TotalMs/float64(max(st.Renders, 1)), st.MaxMs)
+		fmt.Printf("%-44s %.2f/s\n", "views rendered by the page", float64(st.Renders)/max(fr.SpanMs/1000, 0.001))
+		fmt.Printf("%-44s p50 %s, p95 %s, max %s\n", "script round trip in the page (a click)", pctD(evalLatency, 50), pctD(evalLatency, 95), pctD(evalLatency, 100))
+		fmt.Printf("%-44s %.0f/s, p50 %.0f ms, p99 %.0f ms, max %.0f ms, %d over 100 ms\n", "animation frames (gap between frames)",
+			float64(len(fr.Gaps))/max(fr.SpanMs/1000, 0.001), pctF(fr.Gaps, 50), pctF(fr.Gaps, 99), pctF(fr.Gaps, 100), countOver(fr.Gaps, 100))
+		fmt.Printf("%-44s %d, %.0f ms in all, longest %.0f ms\n", "long tasks (over 50 ms, the browser's count)", fr.LongTasks, fr.LongTaskMs, fr.LongestTaskMs)
 	}
 	return nil
 }
@@ -267,6 +323,62 @@ func openPage(ctx context.Context, url string) (*pageStats, error) {
 
 func (p *pageStats) stats() (renderStats, error) {
 	return chromedp.Run(p.ctx, chromedp.Evaluate[renderStats](`window.consoleStats`))
+}
+
+// ping evaluates a trivial script in the page: it runs on the page's main
+// thread, behind whatever rendering is under way.
+func (p *pageStats) ping() error {
+	_, err := chromedp.Run(p.ctx, chromedp.Evaluate[int](`1`))
+	return err
+}
+
+type frameStats struct {
+	Gaps          []float64 `json:"gaps"`
+	SpanMs        float64   `json:"spanMs"`
+	LongTasks     int       `json:"longTasks"`
+	LongTaskMs    float64   `json:"longTaskMs"`
+	LongestTaskMs float64   `json:"longestTaskMs"`
+}
+
+// startFrames records, in the page, the gap between animation frames (a
+// page that keeps up paints about 60 a second; a gap is a frame it could
+// not paint) and the long tasks the browser reports.
+func (p *pageStats) startFrames() error {
+	_, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`(() => {
+		window.consoleStats = {renders: 0, totalMs: 0, maxMs: 0}; // from now on
+		const f = window.benchFrames = {gaps: [], start: performance.now(), last: 0, longTasks: 0, longTaskMs: 0, longestTaskMs: 0};
+		const tick = (t) => { if (f.last) f.gaps.push(t - f.last); f.last = t; requestAnimationFrame(tick); };
+		requestAnimationFrame(tick);
+		try {
+			new PerformanceObserver((list) => { for (const e of list.getEntries()) {
+				f.longTasks++; f.longTaskMs += e.duration; f.longestTaskMs = Math.max(f.longestTaskMs, e.duration); } })
+				.observe({type: "longtask"});
+		} catch (e) { /* no long task timing in this browser */ }
+		return true; })()`))
+	return err
+}
+
+func (p *pageStats) frames() (frameStats, error) {
+	return chromedp.Run(p.ctx, chromedp.Evaluate[frameStats](`(() => { const f = window.benchFrames;
+		return {gaps: f.gaps, spanMs: f.last - f.start, longTasks: f.longTasks, longTaskMs: f.longTaskMs, longestTaskMs: f.longestTaskMs}; })()`))
+}
+
+func pctF(xs []float64, p int) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func countOver(xs []float64, limit float64) int {
+	n := 0
+	for _, x := range xs {
+		if x > limit {
+			n++
+		}
+	}
+	return n
 }
 
 func kb(n int) string { return fmt.Sprintf("%.1f kB", float64(n)/1000) }

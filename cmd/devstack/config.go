@@ -73,6 +73,9 @@ type config struct {
 	// <name>.pid file per process while the stack runs, so scripts (and
 	// docs/failure-scenarios.md) can kill a chosen one.
 	StateDir string
+	// DEVSTACK_CONSOLE_OUTAGE_FOR (60s): how long the console's "stop a
+	// database for a while" keeps it away (the console's CONSOLE_OUTAGE_FOR).
+	ConsoleOutageFor time.Duration
 }
 
 func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
@@ -104,6 +107,7 @@ func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
 		BinDir:           env.String("DEVSTACK_BIN_DIR", filepath.Join(moduleDir, ".cache", "bin")),
 		LogLevel:         env.String("DEVSTACK_LOG_LEVEL", "warn"),
 		StateDir:         env.String("DEVSTACK_STATE_DIR", filepath.Join(moduleDir, ".cache", "devstack")),
+		ConsoleOutageFor: env.Duration("DEVSTACK_CONSOLE_OUTAGE_FOR", time.Minute),
 		CoordinatorPorts: ports("DEVSTACK_COORDINATOR_PORTS", "8101,8102,8103"),
 		RaftPorts:        ports("DEVSTACK_RAFT_PORTS", "7101,7102,7103"),
 		PaymentsPorts:    ports("DEVSTACK_PAYMENTS_PORTS", "8090,8091"),

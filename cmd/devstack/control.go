@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -82,9 +83,11 @@ func (m *managed) cont() {
 
 // Control errors, answered as 4xx.
 var (
-	errUnknownProcess = errors.New("no such process in the dev stack")
-	errRunning        = errors.New("the process is running")
-	errNotRunning     = errors.New("the process is not running")
+	errUnknownProcess  = errors.New("no such process in the dev stack")
+	errRunning         = errors.New("the process is running")
+	errNotRunning      = errors.New("the process is not running")
+	errUnknownDatabase = errors.New("no such database in the dev stack")
+	errBadRequest      = errors.New("bad request")
 )
 
 func (m *managed) restart() error {
@@ -162,6 +165,9 @@ type processState struct {
 //	POST /processes/{name}/start        start a stopped or killed process again
 //	POST /processes/{name}/stop         SIGTERM, wait for it to exit
 //	POST /processes/{name}/pause?seconds=N   SIGSTOP for N seconds (1-120), then SIGCONT
+//	GET  /databases                     each service's database: stopped or not, until when
+//	POST /databases/{name}/stop?seconds=N    refuse connections to it for N seconds (1-600)
+//	POST /databases/{name}/start        accept connections again now
 //	GET  /traces/{id}                   a trace the built-in sink holds, in the dump format
 //	                                    (with Jaeger, ask its API instead)
 func (s *stack) controlHandler(coordinatorURLs []string) http.Handler {
@@ -174,9 +180,11 @@ func (s *stack) controlHandler(coordinatorURLs []string) http.Handler {
 	fail := func(w http.ResponseWriter, err error) {
 		status := http.StatusInternalServerError
 		switch {
-		case errors.Is(err, errUnknownProcess):
+		case errors.Is(err, errUnknownProcess), errors.Is(err, errUnknownDatabase):
 			status = http.StatusNotFound
-		case errors.Is(err, errRunning), errors.Is(err, errNotRunning):
+		case errors.Is(err, errBadRequest):
+			status = http.StatusBadRequest
+		case errors.Is(err, errRunning), errors.Is(err, errNotRunning), errors.Is(err, errStopped), errors.Is(err, errNotStopped):
 			status = http.StatusConflict
 		}
 		reply(w, status, map[string]string{"error": err.Error()})
@@ -244,9 +252,40 @@ func (s *stack) controlHandler(coordinatorURLs []string) http.Handler {
 	mux.HandleFunc("POST /processes/{name}/pause", action(func(m *managed, r *http.Request) error {
 		n, err := strconv.Atoi(r.URL.Query().Get("seconds"))
 		if err != nil || n < 1 || n > 120 {
-			return fmt.Errorf("seconds=%q: want 1 to 120", r.URL.Query().Get("seconds"))
+			return fmt.Errorf("seconds=%q: want 1 to 120: %w", r.URL.Query().Get("seconds"), errBadRequest)
 		}
 		return m.pause(time.Duration(n) * time.Second)
+	}))
+	databaseAction := func(do func(*database, *http.Request) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			db := s.databases[r.PathValue("name")]
+			if db == nil {
+				fail(w, fmt.Errorf("%q: %w", r.PathValue("name"), errUnknownDatabase))
+				return
+			}
+			if err := do(db, r); err != nil {
+				fail(w, err)
+				return
+			}
+			reply(w, http.StatusOK, db.state())
+		}
+	}
+	mux.HandleFunc("GET /databases", func(w http.ResponseWriter, r *http.Request) {
+		out := []databaseState{}
+		for _, name := range slices.Sorted(maps.Keys(s.databases)) {
+			out = append(out, s.databases[name].state())
+		}
+		reply(w, http.StatusOK, map[string]any{"databases": out})
+	})
+	mux.HandleFunc("POST /databases/{name}/stop", databaseAction(func(db *database, r *http.Request) error {
+		n, err := strconv.Atoi(r.URL.Query().Get("seconds"))
+		if err != nil || n < 1 || n > 600 {
+			return fmt.Errorf("seconds=%q: want 1 to 600: %w", r.URL.Query().Get("seconds"), errBadRequest)
+		}
+		return db.stop(r.Context(), time.Duration(n)*time.Second)
+	}))
+	mux.HandleFunc("POST /databases/{name}/start", databaseAction(func(db *database, r *http.Request) error {
+		return db.start(r.Context())
 	}))
 	return mux
 }
@@ -315,6 +354,7 @@ func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordU
 		"CONSOLE_BANK_URL=" + bankURL,
 		"CONSOLE_API_KEY=" + DemoAPIKey,
 		"CONSOLE_DEV_MODE=true",
+		"CONSOLE_OUTAGE_FOR=" + cfg.ConsoleOutageFor.String(),
 		"CONSOLE_CONTROL_URL=" + controlURL,
 		"CONSOLE_JAEGER_URL=" + s.trace.jaegerURL,
 		"CONSOLE_TRACES_URL=" + tracesURL(s.trace.jaegerURL, controlURL),

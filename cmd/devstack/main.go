@@ -34,6 +34,7 @@ import (
 	"github.com/payonce/payonce/internal/localpg"
 	"github.com/payonce/payonce/internal/otlpsink"
 	"github.com/payonce/payonce/internal/proc"
+	"github.com/payonce/payonce/migrations"
 )
 
 func main() {
@@ -100,7 +101,8 @@ type stack struct {
 
 	urls      []namedURL
 	procs     []*proc.Process
-	managed   map[string]*managed // by process name, for the control endpoint
+	managed   map[string]*managed  // by process name, for the control endpoint
+	databases map[string]*database // by name, for the control endpoint
 	trace     traceViewer
 	sink      *otlpsink.Sink // the built-in trace sink, when Jaeger does not run
 	jaegerPid int
@@ -289,6 +291,9 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 			return err
 		}
 	}
+	// Registered after the services, so at shutdown a database stopped from
+	// the console is given back before they drain.
+	s.manageDatabases(pg.URL("postgres"), migrations.Services())
 	return s.startConsole(ctx, cfg, bins["console"], coordURLs, bankURL, common)
 }
 

@@ -41,6 +41,10 @@ const (
 	// RateLimited means the caller sent more than its quota allows; the
 	// same request will succeed after Retry-After.
 	RateLimited
+	// Forbidden means the caller was identified and may not do this: it is
+	// not the holder of what it names, or asks for more than its identity
+	// is allowed. Added last so the other kinds keep their values.
+	Forbidden
 )
 
 var kindNames = [...]string{
@@ -53,11 +57,12 @@ var kindNames = [...]string{
 	Unprocessable: "unprocessable",
 	Unavailable:   "unavailable",
 	RateLimited:   "rate-limited",
+	Forbidden:     "forbidden",
 }
 
 // Kinds lists every kind, for tests and documentation.
 func Kinds() []Kind {
-	return []Kind{Internal, Invalid, Unauthorized, NotFound, Conflict, TooLarge, Unprocessable, Unavailable, RateLimited}
+	return []Kind{Internal, Invalid, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Unprocessable, Unavailable, RateLimited}
 }
 
 // String returns the kind's stable name, which is also the last segment of
@@ -179,6 +184,8 @@ func kindOfStatus(status int) Kind {
 		return Invalid
 	case 401:
 		return Unauthorized
+	case 403:
+		return Forbidden
 	case 404:
 		return NotFound
 	case 409:

@@ -52,6 +52,7 @@ func TestErrorEncoderMapsEveryKind(t *testing.T) {
 		errs.Internal:      500,
 		errs.Invalid:       400,
 		errs.Unauthorized:  401,
+		errs.Forbidden:     403,
 		errs.NotFound:      404,
 		errs.Conflict:      409,
 		errs.TooLarge:      413,

@@ -42,6 +42,8 @@ func StatusOf(kind errs.Kind) int {
 		return http.StatusBadRequest
 	case errs.Unauthorized:
 		return http.StatusUnauthorized
+	case errs.Forbidden:
+		return http.StatusForbidden
 	case errs.NotFound:
 		return http.StatusNotFound
 	case errs.Conflict:

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -62,6 +63,29 @@ func ServerConfig(f Files, allow Allow) (*tls.Config, error) {
 			return nil
 		},
 	}, nil
+}
+
+// APIServerConfig is ServerConfig for an HTTP API that answers callers
+// without a certificate itself: a client certificate is asked for and, when
+// given, verified against f.CA and required to carry a payonce identity
+// (a bad one fails the handshake), but a connection without one is
+// accepted, so the API can answer it 401 problem+json and the probes
+// (/healthz, /readyz) stay reachable to a container's health check. Every
+// route that acts for a caller must then check Caller itself.
+func APIServerConfig(f Files) (*tls.Config, error) {
+	cfg, err := ServerConfig(f, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		_, err := Peer(&cs)
+		return err
+	}
+	return cfg, nil
 }
 
 // ClientConfig is the TLS configuration of a client inside the stack: it
@@ -168,4 +192,18 @@ func FilesFromEnv(getenv func(string) string) (f Files, ok bool, err error) {
 		return Files{}, false, ErrIncomplete
 	}
 	return f, true, nil
+}
+
+// HTTPClient is an HTTP client that presents f's certificate and trusts
+// servers f.CA signed that prove one of the services in want (any payonce
+// party when want is empty). timeout is the client's whole-request timeout
+// (0: none, for long polls and callers that set their own deadlines).
+func HTTPClient(f Files, timeout time.Duration, want ...string) (*http.Client, error) {
+	cfg, err := ClientConfig(f, want...)
+	if err != nil {
+		return nil, err
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = cfg
+	return &http.Client{Transport: transport, Timeout: timeout}, nil
 }

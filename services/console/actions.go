@@ -139,6 +139,39 @@ func (c *Console) PauseProcess(ctx context.Context, name string) error {
 	return nil
 }
 
+// StopDatabase makes a service's database refuse connections for the
+// configured outage (OutageFor): the long outage the services heal from
+// (orders' sweeper, the event bus's unlimited redelivery). Accepted work
+// completes, once, when it is back.
+func (c *Console) StopDatabase(ctx context.Context, name string) error {
+	ctl, err := c.control()
+	if err != nil {
+		return err
+	}
+	if err := validDatabase(name); err != nil {
+		return err
+	}
+	if err := ctl.StopDatabase(ctx, name, c.cfg.OutageFor); err != nil {
+		return fmt.Errorf("stop the %s database: %w", name, err)
+	}
+	return nil
+}
+
+// StartDatabase ends a database outage before its time.
+func (c *Console) StartDatabase(ctx context.Context, name string) error {
+	ctl, err := c.control()
+	if err != nil {
+		return err
+	}
+	if err := validDatabase(name); err != nil {
+		return err
+	}
+	if err := ctl.StartDatabase(ctx, name); err != nil {
+		return fmt.Errorf("start the %s database: %w", name, err)
+	}
+	return nil
+}
+
 func (c *Console) control() (Control, error) {
 	if !c.cfg.DevMode {
 		return nil, ErrDevModeOff
@@ -158,6 +191,14 @@ func validProcess(name string) error {
 	if !processPattern.MatchString(name) {
 		return errs.E(errs.Invalid, "invalid process").WithFields(errs.FieldError{Field: "name",
 			Reason: "a payments, orders or coordinator process of the dev stack, like payments-1 or coordinator-c2"})
+	}
+	return nil
+}
+
+func validDatabase(name string) error {
+	if !slices.Contains(Services, name) {
+		return errs.E(errs.Invalid, "invalid database").WithFields(errs.FieldError{Field: "name",
+			Reason: "a service's database of the dev stack: orders or payments"})
 	}
 	return nil
 }

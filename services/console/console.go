@@ -50,6 +50,9 @@ type View struct {
 	Payments []Record `json:"payments"`
 	// Idempotency is the idempotency middleware's counters, per instance.
 	Idempotency []IdempotencyCounts `json:"idempotency"`
+	// FenceRefusals are the payments instances' reports of the writes their
+	// fence refused, the last one first.
+	FenceRefusals []FenceRefusals `json:"fence_refusals"`
 	// Keys are the idempotency keys the console itself sent (its storms), and
 	// how each request with them was answered.
 	Keys []KeyCounts `json:"keys"`
@@ -59,6 +62,9 @@ type View struct {
 	Bank BankView `json:"bank"`
 	// Processes are the dev stack's processes (with a control endpoint).
 	Processes []Process `json:"processes,omitempty"`
+	// Databases are the services' databases, and whether one was stopped
+	// from the console (with a control endpoint).
+	Databases []Database `json:"databases,omitempty"`
 	// Problems lists what could not be read this round (a killed node, say).
 	Problems []string `json:"problems"`
 }
@@ -148,6 +154,9 @@ type Record struct {
 	Link       string       `json:"link,omitempty"` // the payment of an order
 	TraceID    string       `json:"trace_id,omitempty"`
 	Timeline   []Transition `json:"timeline"`
+	// Stale is set when its service did not answer this round: the record
+	// is the one read last (its database may be down for a while).
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Transition is a state a record was first seen in, and when.
@@ -165,6 +174,29 @@ type IdempotencyCounts struct {
 	Replayed   int64  `json:"replayed"`
 	InFlight   int64  `json:"in_flight"`
 	Mismatched int64  `json:"mismatched"`
+}
+
+// InstanceMetrics is what the console reads from one instance's /metrics.
+type InstanceMetrics struct {
+	Idempotency IdempotencyCounts
+	// Fence is set when the instance reports fence refusals (payments).
+	Fence *FenceRefusals
+}
+
+// FenceRefusals is what one payments instance reports of the writes its
+// fence refused: a writer whose lease had ended presented a token lower
+// than one the fence had already seen, so PostgreSQL refused the write
+// (docs/fencing-tokens.md).
+type FenceRefusals struct {
+	Instance string `json:"instance"`
+	// Refused counts the refused writes since the instance started.
+	Refused int64 `json:"refused"`
+	// LastAt is when the last one was refused; LastToken the token it
+	// carried; FenceToken the higher token the fence held then (the newer
+	// holder's), 0 if unknown.
+	LastAt     time.Time `json:"last_at,omitzero"`
+	LastToken  uint64    `json:"last_token,omitempty"`
+	FenceToken uint64    `json:"fence_token,omitempty"`
 }
 
 // KeyCounts is how the requests the console sent with one key were answered.
@@ -199,6 +231,14 @@ type Process struct {
 	Pid     int    `json:"pid"`
 	Running bool   `json:"running"`
 	Paused  bool   `json:"paused"`
+}
+
+// Database is a service's database as the dev stack's control endpoint
+// lists it: Stopped while it refuses connections, until Until.
+type Database struct {
+	Name    string    `json:"name"`
+	Stopped bool      `json:"stopped"`
+	Until   time.Time `json:"until,omitzero"`
 }
 
 // Order is an order as the orders API answers it (the fields the console uses).
@@ -257,8 +297,9 @@ type Stack interface {
 	NodeStatus(ctx context.Context, coordinatorURL string) (NodeStatus, error)
 	// Membership reads a service's members and ring from the coordinators.
 	Membership(ctx context.Context, service string) (Membership, error)
-	// Idempotency reads an instance's idempotency counters from its /metrics.
-	Idempotency(ctx context.Context, inst Instance) (IdempotencyCounts, error)
+	// Metrics reads an instance's idempotency counters, and its fence
+	// refusals if it reports any, from its /metrics.
+	Metrics(ctx context.Context, inst Instance) (InstanceMetrics, error)
 	// CustomerOrders and CustomerPayments list a customer's latest records,
 	// as the demo caller, through the instance at addr.
 	CustomerOrders(ctx context.Context, addr, customerID string) ([]Order, error)
@@ -293,4 +334,10 @@ type Control interface {
 	Stop(ctx context.Context, name string) error
 	// Pause freezes a process (SIGSTOP) for d, then resumes it.
 	Pause(ctx context.Context, name string, d time.Duration) error
+	// Databases lists the services' databases.
+	Databases(ctx context.Context) ([]Database, error)
+	// StopDatabase makes a service's database refuse connections for d
+	// (and ends those it has); StartDatabase gives it back before that.
+	StopDatabase(ctx context.Context, name string, d time.Duration) error
+	StartDatabase(ctx context.Context, name string) error
 }

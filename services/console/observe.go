@@ -50,6 +50,9 @@ type Config struct {
 	// PauseFor is how long "pause an instance" freezes it: longer than the
 	// payments lock TTL, so its lease expires while it sleeps.
 	PauseFor time.Duration
+	// OutageFor is how long "stop a database" keeps it away, unless it is
+	// started again from the page first.
+	OutageFor time.Duration
 }
 
 // Console reads the stack every Interval into a View and hands each View to
@@ -68,6 +71,14 @@ type Console struct {
 	keys      []KeyCounts
 	storms    []StormResult
 	locksSeen map[string]seenLock // by name: the last grant seen, and when
+	// lastRead is each watched customer's records as last read, shown
+	// (marked stale) while the service that holds them does not answer.
+	lastRead map[string]customerRecords
+}
+
+type customerRecords struct {
+	orders   []Order
+	payments []Payment
 }
 
 type seenLock struct {
@@ -80,20 +91,23 @@ func New(cfg Config) *Console {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 500 * time.Millisecond
 	}
+	if cfg.OutageFor <= 0 {
+		cfg.OutageFor = time.Minute
+	}
 	if cfg.PauseFor <= 0 {
 		cfg.PauseFor = 20 * time.Second
 	}
 	c := &Console{
 		cfg: cfg, subs: map[chan View]struct{}{}, timelines: map[string][]Transition{},
 		traces: map[string]string{}, rings: map[string]*ring.Snapshot{}, moved: map[string]RingView{},
-		locksSeen: map[string]seenLock{},
+		locksSeen: map[string]seenLock{}, lastRead: map[string]customerRecords{},
 	}
 	for _, id := range cfg.Customers {
 		c.Watch(id)
 	}
 	c.view = View{DevMode: cfg.DevMode, Control: cfg.Control != nil, JaegerURL: cfg.JaegerURL, Traces: cfg.Traces,
 		Coordinators: []CoordinatorNode{}, Locks: []LockView{}, Rings: []RingView{}, Orders: []Record{}, Payments: []Record{},
-		Idempotency: []IdempotencyCounts{}, Keys: []KeyCounts{}, Storms: []StormResult{}, Problems: []string{}}
+		Idempotency: []IdempotencyCounts{}, FenceRefusals: []FenceRefusals{}, Keys: []KeyCounts{}, Storms: []StormResult{}, Problems: []string{}}
 	return c
 }
 
@@ -241,6 +255,14 @@ func (c *Console) Refresh(ctx context.Context) View {
 			}
 			v.Processes = ps
 		})
+		wg.Go(func() {
+			dbs, err := c.cfg.Control.Databases(ctx)
+			if err != nil {
+				problem("dev stack control: %v", err)
+				return
+			}
+			v.Databases = dbs
+		})
 	}
 	wg.Wait()
 
@@ -256,18 +278,24 @@ func (c *Console) Refresh(ctx context.Context) View {
 		}
 	}
 	v.Idempotency = make([]IdempotencyCounts, len(all))
+	fences := make([]*FenceRefusals, len(all))
 	for i, inst := range all {
 		wg.Go(func() {
-			n, err := c.cfg.Stack.Idempotency(ctx, inst)
+			m, err := c.cfg.Stack.Metrics(ctx, inst)
 			if err != nil {
 				problem("%s metrics: %v", inst.Name, err)
 			}
-			n.Instance = inst.Name
-			v.Idempotency[i] = n
+			m.Idempotency.Instance = inst.Name
+			v.Idempotency[i] = m.Idempotency
+			if m.Fence != nil && (m.Fence.Refused > 0 || !m.Fence.LastAt.IsZero()) {
+				m.Fence.Instance = inst.Name
+				fences[i] = m.Fence
+			}
 		})
 	}
 	var ords []Order
 	var pays []Payment
+	staleOrders, stalePayments := map[string]bool{}, map[string]bool{}
 	if len(orders) > 0 {
 		addr := orders[0].Addr
 		var payAddr string
@@ -278,16 +306,29 @@ func (c *Console) Refresh(ctx context.Context) View {
 		}
 		for _, id := range c.watchedCustomers() {
 			wg.Go(func() {
+				last := c.lastReadOf(id)
 				os, err := c.cfg.Stack.CustomerOrders(ctx, addr, id)
 				if err != nil {
+					// Its database may be down for a while: keep showing
+					// what was read last, marked stale, so the learner sees
+					// the order wait and then move when it is back.
 					problem("orders of %s: %v", id, err)
+					os = last.orders
+					mu.Lock()
+					staleOrders[id] = true
+					mu.Unlock()
 				}
-				var ps []Payment
+				ps := last.payments
 				if payAddr != "" {
 					if ps, err = c.cfg.Stack.CustomerPayments(ctx, payAddr, id); err != nil {
 						problem("payments of %s: %v", id, err)
+						ps = last.payments
+						mu.Lock()
+						stalePayments[id] = true
+						mu.Unlock()
 					}
 				}
+				c.setLastRead(id, customerRecords{orders: os, payments: ps})
 				mu.Lock()
 				ords, pays = append(ords, os...), append(pays, ps...)
 				mu.Unlock()
@@ -296,10 +337,22 @@ func (c *Console) Refresh(ctx context.Context) View {
 	}
 	wg.Wait()
 	slices.SortFunc(v.Problems, cmp.Compare)
+	v.FenceRefusals = []FenceRefusals{}
+	for _, f := range fences {
+		if f != nil {
+			v.FenceRefusals = append(v.FenceRefusals, *f)
+		}
+	}
+	slices.SortFunc(v.FenceRefusals, func(a, b FenceRefusals) int { return b.LastAt.Compare(a.LastAt) })
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v.Orders, v.Payments = c.records(ords, pays)
+	for id := range c.lastRead {
+		if !slices.Contains(c.watched, id) {
+			delete(c.lastRead, id) // no longer watched
+		}
+	}
+	v.Orders, v.Payments = c.records(ords, pays, staleOrders, stalePayments)
 	v.Locks = c.withReleased(v.Locks)
 	v.Keys = slices.Clone(c.keys)
 	v.Storms = slices.Clone(c.storms)
@@ -315,6 +368,18 @@ func (c *Console) Refresh(ctx context.Context) View {
 		ch <- v
 	}
 	return v
+}
+
+func (c *Console) lastReadOf(customerID string) customerRecords {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastRead[customerID]
+}
+
+func (c *Console) setLastRead(customerID string, r customerRecords) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastRead[customerID] = r
 }
 
 func (c *Console) watchedCustomers() []string {
@@ -416,7 +481,7 @@ func (c *Console) ringViews(members []Membership) []RingView {
 // records turns the orders and payments read into the view's newest-first
 // lists, extending each one's timeline with a state not seen before. Called
 // with c.mu held.
-func (c *Console) records(ords []Order, pays []Payment) (orders, payments []Record) {
+func (c *Console) records(ords []Order, pays []Payment, staleOrders, stalePayments map[string]bool) (orders, payments []Record) {
 	now := time.Now()
 	keep := map[string][]Transition{}
 	track := func(r Record, created time.Time) Record {
@@ -438,11 +503,11 @@ func (c *Console) records(ords []Order, pays []Payment) (orders, payments []Reco
 	orders, payments = []Record{}, []Record{}
 	for _, o := range ords[:min(len(ords), perList)] {
 		orders = append(orders, track(Record{ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, Amount: o.Total,
-			Currency: o.Currency, Link: o.PaymentID, TraceID: c.traces[o.ID]}, o.CreatedAt))
+			Currency: o.Currency, Link: o.PaymentID, TraceID: c.traces[o.ID], Stale: staleOrders[o.CustomerID]}, o.CreatedAt))
 	}
 	for _, p := range pays[:min(len(pays), perList)] {
 		payments = append(payments, track(Record{ID: p.ID, CustomerID: p.CustomerID, Status: p.Status, Amount: p.Amount,
-			Currency: p.Currency, Link: p.OrderID, TraceID: c.traces[p.OrderID]}, p.CreatedAt))
+			Currency: p.Currency, Link: p.OrderID, TraceID: c.traces[p.OrderID], Stale: stalePayments[p.CustomerID]}, p.CreatedAt))
 	}
 	c.timelines = keep
 	return orders, payments

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -18,6 +19,10 @@ type stubStack struct {
 	snapshot map[string]*ring.Snapshot
 	nodes    map[string]NodeStatus
 	creates  int
+	// orders are every customer's orders; ordersDown makes reading them fail.
+	orders     []Order
+	ordersDown bool
+	fences     map[string]*FenceRefusals // by instance
 }
 
 func (s *stubStack) CoordinatorURLs() []string { return []string{"c1", "c2", "c3"} }
@@ -39,10 +44,25 @@ func (s *stubStack) Membership(_ context.Context, svc string) (Membership, error
 	}
 	return m, nil
 }
-func (s *stubStack) Idempotency(_ context.Context, inst Instance) (IdempotencyCounts, error) {
-	return IdempotencyCounts{Instance: inst.Name}, nil
+func (s *stubStack) Metrics(_ context.Context, inst Instance) (InstanceMetrics, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return InstanceMetrics{Idempotency: IdempotencyCounts{Instance: inst.Name}, Fence: s.fences[inst.Name]}, nil
 }
-func (s *stubStack) CustomerOrders(context.Context, string, string) ([]Order, error) { return nil, nil }
+func (s *stubStack) CustomerOrders(_ context.Context, _, customerID string) ([]Order, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ordersDown {
+		return nil, errors.New("503 Service Unavailable: database unavailable")
+	}
+	var out []Order
+	for _, o := range s.orders {
+		if o.CustomerID == customerID {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
 func (s *stubStack) CustomerPayments(context.Context, string, string) ([]Payment, error) {
 	return nil, nil
 }
@@ -159,5 +179,63 @@ func TestStormCountsEveryAnswer(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestRecordsStayWhileTheirServiceIsDown: while the orders service cannot
+// read its database, the page keeps the order as it was last read, marked
+// stale (so the learner watches it wait), and when it answers again the
+// order moves on with its timeline intact.
+func TestRecordsStayWhileTheirServiceIsDown(t *testing.T) {
+	s := &stubStack{members: map[string][]string{}, snapshot: map[string]*ring.Snapshot{}}
+	s.setMembers(t, "orders", "orders-1")
+	s.setMembers(t, "payments", "payments-1")
+	s.orders = []Order{{ID: "o1", CustomerID: "alice", Status: "pending_payment", CreatedAt: time.Now()}}
+	c := New(Config{Stack: s, Customers: []string{"alice"}})
+	ctx := context.Background()
+	if v := c.Refresh(ctx); len(v.Orders) != 1 || v.Orders[0].Stale {
+		t.Fatalf("first view: %+v", v.Orders)
+	}
+	s.mu.Lock()
+	s.ordersDown = true
+	s.mu.Unlock()
+	v := c.Refresh(ctx)
+	if len(v.Orders) != 1 || !v.Orders[0].Stale || v.Orders[0].Status != "pending_payment" || len(v.Problems) == 0 {
+		t.Fatalf("orders down: orders %+v, problems %v; want the last one read, marked stale", v.Orders, v.Problems)
+	}
+	s.mu.Lock()
+	s.ordersDown = false
+	s.orders[0].Status = "paid"
+	s.mu.Unlock()
+	v = c.Refresh(ctx)
+	if len(v.Orders) != 1 || v.Orders[0].Stale || v.Orders[0].Status != "paid" {
+		t.Fatalf("orders back: %+v", v.Orders)
+	}
+	var seen []string
+	for _, tr := range v.Orders[0].Timeline {
+		seen = append(seen, tr.Status)
+	}
+	if !slices.Equal(seen, []string{"created", "pending_payment", "paid"}) {
+		t.Fatalf("timeline %v, want created, pending_payment, paid", seen)
+	}
+}
+
+// TestFenceRefusalsAreShownLastFirst: the payments instances that report
+// fence refusals appear in the view, the latest refusal first; one that
+// reports none (or no fence metrics at all) does not.
+func TestFenceRefusalsAreShownLastFirst(t *testing.T) {
+	s := &stubStack{members: map[string][]string{}, snapshot: map[string]*ring.Snapshot{}}
+	s.setMembers(t, "orders", "orders-1")
+	s.setMembers(t, "payments", "payments-1", "payments-2", "payments-3")
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	s.fences = map[string]*FenceRefusals{
+		"payments-1": {Refused: 1, LastAt: at, LastToken: 12, FenceToken: 15},
+		"payments-2": {Refused: 3, LastAt: at.Add(time.Minute), LastToken: 41, FenceToken: 57},
+		"payments-3": {},
+	}
+	v := New(Config{Stack: s}).Refresh(context.Background())
+	if len(v.FenceRefusals) != 2 || v.FenceRefusals[0].Instance != "payments-2" || v.FenceRefusals[0].LastToken != 41 ||
+		v.FenceRefusals[0].FenceToken != 57 || v.FenceRefusals[1].Instance != "payments-1" {
+		t.Fatalf("fence refusals %+v", v.FenceRefusals)
 	}
 }

@@ -21,6 +21,10 @@ type Lease struct {
 	Lock string `json:"lock"`
 	// Owner is a free-form label of the holder, for operators.
 	Owner string `json:"owner,omitempty"`
+	// Holder is the identity the lease was granted to (Caller.String;
+	// empty without TLS). Only it may keep the lease alive or release it,
+	// and only it is shown the lease ID.
+	Holder string `json:"-"`
 	// Token is the fencing token of the grant.
 	Token FenceToken `json:"token"`
 	// Epoch is the cluster's epoch, fixed when the cluster was bootstrapped;
@@ -96,6 +100,10 @@ type AcquireRequest struct {
 	// Wait, when positive, queues the acquirer (first come, first served) for
 	// at most this long if the lock is held; zero fails at once.
 	Wait time.Duration
+	// MaxLocks is how many locks the caller may hold or wait for at once,
+	// this one included; zero means no limit. The authorisation layer
+	// (Authorize) sets it from its Policy; clients do not.
+	MaxLocks int
 }
 
 // ReadOptions tunes a read.

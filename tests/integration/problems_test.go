@@ -23,7 +23,7 @@ func TestEveryProblemTypeIsDocumented(t *testing.T) {
 	types := map[string]string{}
 	withType := regexp.MustCompile(`WithType\("([a-z-]+)"\)`)
 	typeConst := regexp.MustCompile(`\bType[A-Za-z]*\s*=\s*"([a-z-]+)"`)
-	kindName := regexp.MustCompile(`^\s*(?:Internal|Invalid|Unauthorized|NotFound|Conflict|TooLarge|Unprocessable|Unavailable|RateLimited):\s*"([a-z-]+)"`)
+	kindName := regexp.MustCompile(`^\s*(?:Internal|Invalid|Unauthorized|Forbidden|NotFound|Conflict|TooLarge|Unprocessable|Unavailable|RateLimited):\s*"([a-z-]+)"`)
 	for _, dir := range []string{"internal", "pkg", "services"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {

@@ -42,6 +42,8 @@ type Console interface {
 	StartProcess(ctx context.Context, name string) error
 	StopProcess(ctx context.Context, name string) error
 	PauseProcess(ctx context.Context, name string) error
+	StopDatabase(ctx context.Context, name string) error
+	StartDatabase(ctx context.Context, name string) error
 	TraceSVG(ctx context.Context, traceID string) ([]byte, error)
 }
 
@@ -54,6 +56,8 @@ var ActionRoutes = []string{
 	"POST /api/actions/processes/{name}/start",
 	"POST /api/actions/processes/{name}/stop",
 	"POST /api/actions/processes/{name}/pause",
+	"POST /api/actions/databases/{name}/stop",
+	"POST /api/actions/databases/{name}/start",
 }
 
 // NewHandler routes the console's page and API. devMode is checked here,
@@ -119,6 +123,12 @@ func NewHandler(c Console, devMode bool, logger *slog.Logger) http.Handler {
 		},
 		"POST /api/actions/processes/{name}/pause": func(r *http.Request) (any, error) {
 			return done(r, c.PauseProcess(r.Context(), r.PathValue("name")))
+		},
+		"POST /api/actions/databases/{name}/stop": func(r *http.Request) (any, error) {
+			return done(r, c.StopDatabase(r.Context(), r.PathValue("name")))
+		},
+		"POST /api/actions/databases/{name}/start": func(r *http.Request) (any, error) {
+			return done(r, c.StartDatabase(r.Context(), r.PathValue("name")))
 		},
 	}
 	for _, route := range ActionRoutes {

@@ -47,8 +47,8 @@ func (f *fakeStack) Membership(_ context.Context, service string) (console.Membe
 	return console.Membership{Service: service, Version: 1, Ring: r,
 		Instances: []console.Instance{{Name: service + "-1", Addr: "http://a"}, {Name: service + "-2", Addr: "http://b"}}}, err
 }
-func (f *fakeStack) Idempotency(_ context.Context, inst console.Instance) (console.IdempotencyCounts, error) {
-	return console.IdempotencyCounts{Instance: inst.Name}, nil
+func (f *fakeStack) Metrics(_ context.Context, inst console.Instance) (console.InstanceMetrics, error) {
+	return console.InstanceMetrics{Idempotency: console.IdempotencyCounts{Instance: inst.Name}}, nil
 }
 func (f *fakeStack) CustomerOrders(context.Context, string, string) ([]console.Order, error) {
 	return nil, nil
@@ -102,6 +102,15 @@ func (c fakeControl) Pause(_ context.Context, name string, _ time.Duration) erro
 	c.stack.changed("pause " + name)
 	return nil
 }
+func (c fakeControl) Databases(context.Context) ([]console.Database, error) { return nil, nil }
+func (c fakeControl) StopDatabase(_ context.Context, name string, _ time.Duration) error {
+	c.stack.changed("stop database " + name)
+	return nil
+}
+func (c fakeControl) StartDatabase(_ context.Context, name string) error {
+	c.stack.changed("start database " + name)
+	return nil
+}
 
 func newServer(t *testing.T, devMode, control bool) (*httptest.Server, *fakeStack) {
 	t.Helper()
@@ -142,8 +151,8 @@ func TestEveryActionIsRefusedOutsideDevMode(t *testing.T) {
 	bodies := map[string]string{
 		"faults": `{"lose_next":1}`, "storm": `{"requests":5,"customer_id":"eve"}`,
 	}
-	if len(consolehttp.ActionRoutes) != 6 {
-		t.Fatalf("ActionRoutes lists %d routes; this test was written for 6: check the new ones", len(consolehttp.ActionRoutes))
+	if len(consolehttp.ActionRoutes) != 8 {
+		t.Fatalf("ActionRoutes lists %d routes; this test was written for 8: check the new ones", len(consolehttp.ActionRoutes))
 	}
 	for _, route := range consolehttp.ActionRoutes {
 		path := actionPath(route)
@@ -189,6 +198,8 @@ func TestDomainRefusesActionsOutsideDevMode(t *testing.T) {
 	errsOf["start"] = c.StartProcess(ctx, "payments-1")
 	errsOf["stop"] = c.StopProcess(ctx, "payments-1")
 	errsOf["pause"] = c.PauseProcess(ctx, "payments-1")
+	errsOf["stop database"] = c.StopDatabase(ctx, "orders")
+	errsOf["start database"] = c.StartDatabase(ctx, "orders")
 	for name, err := range errsOf {
 		if err != console.ErrDevModeOff {
 			t.Errorf("%s: %v, want ErrDevModeOff", name, err)
@@ -221,6 +232,9 @@ func TestBadActionInputIsAProblemAndChangesNothing(t *testing.T) {
 		{"/api/actions/processes/bash/stop", "application/json", `{}`, 400},
 		{"/api/actions/processes/postgres/pause", "application/json", `{}`, 400},
 		{"/api/actions/processes/..%2Fx/start", "application/json", `{}`, 400},
+		{"/api/actions/databases/postgres/stop", "application/json", `{}`, 400},
+		{"/api/actions/databases/orders-1/start", "application/json", `{}`, 400},
+		{"/api/actions/databases/orders/stop", "text/plain", `{}`, 400},
 	}
 	for _, tc := range cases {
 		st, h, b := post(t, srv.URL+tc.path, tc.contentType, tc.body)
@@ -241,7 +255,7 @@ func TestBadActionInputIsAProblemAndChangesNothing(t *testing.T) {
 // no control endpoint; process actions answer 503 and say what to do.
 func TestProcessActionsWithoutControlPointAtTheCommands(t *testing.T) {
 	srv, _ := newServer(t, true, false)
-	for _, path := range []string{"/api/actions/kill-leader", "/api/actions/processes/payments-1/stop"} {
+	for _, path := range []string{"/api/actions/kill-leader", "/api/actions/processes/payments-1/stop", "/api/actions/databases/orders/stop"} {
 		st, _, b := post(t, srv.URL+path, "application/json", "{}")
 		if st != http.StatusServiceUnavailable || !strings.Contains(string(b), "docker compose") {
 			t.Fatalf("%s: %d %s", path, st, b)
@@ -258,12 +272,15 @@ func TestDevModeActionsReachTheStack(t *testing.T) {
 		{"/api/actions/processes/payments-2/stop", `{}`},
 		{"/api/actions/processes/payments-2/start", `{}`},
 		{"/api/actions/processes/payments-1/pause", `{}`},
+		{"/api/actions/databases/orders/stop", `{}`},
+		{"/api/actions/databases/orders/start", `{}`},
 	} {
 		if st, _, b := post(t, srv.URL+tc.path, "application/json", tc.body); st/100 != 2 {
 			t.Fatalf("%s: %d %s", tc.path, st, b)
 		}
 	}
-	want := []string{"bank faults", "kill leader", "stop payments-2", "start payments-2", "pause payments-1"}
+	want := []string{"bank faults", "kill leader", "stop payments-2", "start payments-2", "pause payments-1",
+		"stop database orders", "start database orders"}
 	if got := stack.Changes(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("changes %v, want %v", got, want)
 	}

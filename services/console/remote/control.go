@@ -72,3 +72,22 @@ func (c *Control) post(ctx context.Context, path string) error {
 	}
 	return nil
 }
+
+// Databases lists the services' databases.
+func (c *Control) Databases(ctx context.Context) ([]console.Database, error) {
+	var a struct {
+		Databases []console.Database `json:"databases"`
+	}
+	_, _, err := c.s.do(ctx, "GET", c.base+"/databases", nil, nil, &a)
+	return a.Databases, err
+}
+
+// StopDatabase makes a database refuse connections for d.
+func (c *Control) StopDatabase(ctx context.Context, name string, d time.Duration) error {
+	return c.post(ctx, "/databases/"+url.PathEscape(name)+"/stop?seconds="+strconv.Itoa(int(d.Seconds())))
+}
+
+// StartDatabase makes a database accept connections again.
+func (c *Control) StartDatabase(ctx context.Context, name string) error {
+	return c.post(ctx, "/databases/"+url.PathEscape(name)+"/start")
+}

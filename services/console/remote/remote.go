@@ -168,40 +168,84 @@ func (s *Stack) Membership(ctx context.Context, service string) (console.Members
 // the OpenTelemetry Prometheus exporter names it.
 const idempotencyMetric = "payonce_idempotency_requests_total"
 
-// Idempotency sums the instance's idempotency decisions by outcome.
-func (s *Stack) Idempotency(ctx context.Context, inst console.Instance) (console.IdempotencyCounts, error) {
-	n := console.IdempotencyCounts{Instance: inst.Name}
+// The fence's refusals, as payments reports them on /metrics (no labels,
+// so no customer id leaves the service): how many, when the last one was,
+// the token it carried, and the higher token the fence held. A gauge is a
+// float64: exact for tokens below 2^53, which Raft indexes stay under.
+const (
+	fenceRefusedMetric    = "payonce_payments_fenced_writes_total"
+	fenceLastAtMetric     = "payonce_payments_fence_last_refusal_timestamp_seconds"
+	fenceLastTokenMetric  = "payonce_payments_fence_last_refused_token"
+	fenceFenceTokenMetric = "payonce_payments_fence_last_fence_token"
+)
+
+// Metrics reads the instance's /metrics: its idempotency decisions by
+// outcome, and its fence refusals if it reports them.
+func (s *Stack) Metrics(ctx context.Context, inst console.Instance) (console.InstanceMetrics, error) {
 	resp, data, err := s.do(ctx, "GET", inst.Addr+"/metrics", nil, nil, nil)
 	if err != nil {
-		return n, err
+		return console.InstanceMetrics{Idempotency: console.IdempotencyCounts{Instance: inst.Name}}, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return n, fmt.Errorf("GET %s/metrics: %s", inst.Addr, resp.Status)
+		return console.InstanceMetrics{Idempotency: console.IdempotencyCounts{Instance: inst.Name}},
+			fmt.Errorf("GET %s/metrics: %s", inst.Addr, resp.Status)
 	}
+	return ParseMetrics(inst.Name, data)
+}
+
+// ParseMetrics reads what the console shows from one instance's metrics in
+// the Prometheus text format.
+func ParseMetrics(instance string, data []byte) (console.InstanceMetrics, error) {
+	m := console.InstanceMetrics{Idempotency: console.IdempotencyCounts{Instance: instance}}
+	n := &m.Idempotency
+	var fence console.FenceRefusals
+	seenFence := false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, idempotencyMetric+"{") {
+		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		outcome := label(line, "outcome")
+		name, _, _ := strings.Cut(line, " ")
+		name, _, _ = strings.Cut(name, "{")
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 		if err != nil {
 			continue
 		}
-		switch outcome {
-		case "claimed", "resumed":
-			n.First += int64(v)
-		case "replayed":
-			n.Replayed += int64(v)
-		case "in_flight":
-			n.InFlight += int64(v)
-		case "mismatch":
-			n.Mismatched += int64(v)
+		switch name {
+		case idempotencyMetric:
+			switch label(line, "outcome") {
+			case "claimed", "resumed":
+				n.First += int64(v)
+			case "replayed":
+				n.Replayed += int64(v)
+			case "in_flight":
+				n.InFlight += int64(v)
+			case "mismatch":
+				n.Mismatched += int64(v)
+			}
+		case fenceRefusedMetric:
+			seenFence = true
+			fence.Refused += int64(v)
+		case fenceLastAtMetric:
+			seenFence = true
+			if v > 0 {
+				fence.LastAt = time.UnixMilli(int64(v * 1000)).UTC()
+			}
+		case fenceLastTokenMetric:
+			seenFence = true
+			fence.LastToken = uint64(v)
+		case fenceFenceTokenMetric:
+			seenFence = true
+			fence.FenceToken = uint64(v)
 		}
 	}
-	return n, sc.Err()
+	if seenFence {
+		fence.Instance = instance
+		m.Fence = &fence
+	}
+	return m, sc.Err()
 }
 
 // label returns a label's value in one exposition-format sample line.

@@ -7,6 +7,7 @@ package coordinatortest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/proc"
+	"github.com/payonce/payonce/services/coordinator"
 	coordhttp "github.com/payonce/payonce/services/coordinator/http"
 	"github.com/payonce/payonce/services/coordinator/raftnode"
 )
@@ -41,6 +44,9 @@ type Cluster struct {
 	cancels cancelGate
 	wiped   map[int]bool
 	tune    func(*raftnode.Config)
+
+	// pki is the cluster's CA and certificates when it runs with TLS.
+	pki *PKI
 }
 
 // Options adjusts a test cluster.
@@ -48,6 +54,11 @@ type Options struct {
 	// Tune, if set, changes each node's configuration before it starts
 	// (snapshot thresholds, trailing logs, timeouts).
 	Tune func(*raftnode.Config)
+	// TLS runs the cluster as cmd/coordinator does with TLS_* set: the API
+	// over HTTPS asking for client certificates, authorisation by identity
+	// (coordinator.DefaultPolicy), Raft over mutual TLS. Clients get their
+	// certificates from Cluster.PKI.
+	TLS bool
 }
 
 // cancelGate holds the cancel-wait proposals of every node while closed.
@@ -123,6 +134,12 @@ func StartWith(t testing.TB, size int, opts Options) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, nodes: make([]*raftnode.Node, size), servers: make([]*http.Server, size), wiped: map[int]bool{}, tune: opts.Tune}
 	base := t.TempDir()
+	if opts.TLS {
+		c.pki = NewPKI(t)
+		for i := range size {
+			c.pki.Issue(identity.ID{Service: identity.Coordinator, Instance: fmt.Sprintf("c%d", i+1)})
+		}
+	}
 	for i := range size {
 		c.peers = append(c.peers, raftnode.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: freeAddr(t)})
 		c.httpAddrs = append(c.httpAddrs, freeAddr(t))
@@ -153,14 +170,23 @@ func freeAddr(t testing.TB) string {
 // URLs returns every node's HTTP base URL.
 func (c *Cluster) URLs() []string {
 	out := make([]string, len(c.httpAddrs))
-	for i, a := range c.httpAddrs {
-		out[i] = "http://" + a
+	for i := range c.httpAddrs {
+		out[i] = c.URL(i)
 	}
 	return out
 }
 
-// URL returns node i's HTTP base URL.
-func (c *Cluster) URL(i int) string { return "http://" + c.httpAddrs[i] }
+// URL returns node i's HTTP base URL (https:// when the cluster runs
+// with TLS).
+func (c *Cluster) URL(i int) string {
+	if c.pki != nil {
+		return "https://" + c.httpAddrs[i]
+	}
+	return "http://" + c.httpAddrs[i]
+}
+
+// PKI returns the cluster's CA and certificates, or nil without TLS.
+func (c *Cluster) PKI() *PKI { return c.pki }
 
 // Node returns node i, or nil while it is down.
 func (c *Cluster) Node(i int) *raftnode.Node {
@@ -174,7 +200,20 @@ func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	peers := map[string]string{}
 	for j, p := range c.peers {
-		peers[p.ID] = "http://" + c.httpAddrs[j]
+		peers[p.ID] = c.URL(j)
+	}
+	var (
+		raftTLS       *raftnode.TLS
+		serverTLS     *tls.Config
+		peerTransport http.RoundTripper
+		policy        coordinator.Policy
+	)
+	if c.pki != nil {
+		self := c.pki.Files(identity.ID{Service: identity.Coordinator, Instance: c.peers[i].ID})
+		raftTLS = c.pki.RaftTLS(self)
+		serverTLS = must(c.t, func() (*tls.Config, error) { return identity.APIServerConfig(self) })
+		peerTransport = must(c.t, func() (*http.Client, error) { return identity.HTTPClient(self, 0, identity.Coordinator) }).Transport
+		policy = coordinator.DefaultPolicy()
 	}
 	var (
 		node *raftnode.Node
@@ -191,7 +230,7 @@ func (c *Cluster) Restart(i int) {
 			ID: c.peers[i].ID, Bind: c.peers[i].Addr, DataDir: c.dirs[i], LogStore: os.Getenv(LogStoreEnv), Peers: c.peers, Bootstrap: !wiped,
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
-			TickInterval: 25 * time.Millisecond, LogOutput: io.Discard,
+			TickInterval: 25 * time.Millisecond, LogOutput: io.Discard, TLS: raftTLS,
 		}
 		if c.tune != nil {
 			c.tune(&cfg)
@@ -199,6 +238,9 @@ func (c *Cluster) Restart(i int) {
 		node, err = raftnode.Open(cfg)
 		if err == nil {
 			if ln, err = net.Listen("tcp", c.httpAddrs[i]); err == nil {
+				if serverTLS != nil {
+					ln = tls.NewListener(ln, serverTLS)
+				}
 				break
 			}
 			node.Close()
@@ -210,7 +252,11 @@ func (c *Cluster) Restart(i int) {
 	}
 	srv := &http.Server{Handler: coordhttp.NewAPI(coordhttp.APIConfig{
 		Service: raftnode.NewService(node, raftnode.InterceptCancelWait(c.cancels.intercept)), Cluster: node, Peers: peers,
+		Policy: policy, PeerTransport: peerTransport,
 	}), ReadHeaderTimeout: 5 * time.Second}
+	if c.pki != nil {
+		srv.ErrorLog = quietTLSLog
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.t.Errorf("serve node %d: %v", i, err)

@@ -99,7 +99,7 @@ func (f *faultyTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Se
 	if err != nil {
 		return nil, err
 	}
-	return &faultyPipeline{AppendPipeline: p, check: func() error { return f.check(target) }}, nil
+	return &faultyPipeline{AppendPipeline: p, check: func() error { return f.check(target) }, closed: make(chan struct{})}, nil
 }
 
 func (f *faultyTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a *raft.AppendEntriesRequest, r *raft.AppendEntriesResponse) error {
@@ -161,9 +161,18 @@ func (f *faultyTransport) Close() error {
 	return nil
 }
 
+// faultyPipeline refuses to send on a cut link, and loses the answers that
+// arrive once the link is cut: hashicorp/raft counts a pipelined answer as
+// a confirmation of leadership, so one sent before a cut must not confirm a
+// leadership check made after it.
 type faultyPipeline struct {
 	raft.AppendPipeline
 	check func() error
+
+	once   sync.Once
+	out    chan raft.AppendFuture
+	closed chan struct{}
+	close  sync.Once
 }
 
 func (p *faultyPipeline) AppendEntries(a *raft.AppendEntriesRequest, r *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
@@ -171,4 +180,36 @@ func (p *faultyPipeline) AppendEntries(a *raft.AppendEntriesRequest, r *raft.App
 		return nil, err
 	}
 	return p.AppendPipeline.AppendEntries(a, r)
+}
+
+// Consumer passes on the answers whose link is still up.
+func (p *faultyPipeline) Consumer() <-chan raft.AppendFuture {
+	p.once.Do(func() {
+		p.out = make(chan raft.AppendFuture)
+		in := p.AppendPipeline.Consumer()
+		go func() {
+			for {
+				select {
+				case f := <-in:
+					if p.check() != nil {
+						continue // lost on the cut link
+					}
+					select {
+					case p.out <- f:
+					case <-p.closed:
+						return
+					}
+				case <-p.closed:
+					return
+				}
+			}
+		}()
+	})
+	return p.out
+}
+
+// Close ends the consumer and closes the wrapped pipeline.
+func (p *faultyPipeline) Close() error {
+	p.close.Do(func() { close(p.closed) })
+	return p.AppendPipeline.Close()
 }

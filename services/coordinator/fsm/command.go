@@ -45,6 +45,14 @@ type LeaseRef struct {
 type Command struct {
 	Op  Op    `json:"op"`
 	Now int64 `json:"now"`
+	// Caller is the identity that sent the request (coordinator.Caller's
+	// String, empty without TLS). A lease, a queued acquire and a member
+	// entry record it, and only the same caller may change them.
+	Caller string `json:"caller,omitempty"`
+	// MaxLocks, on an acquire, is how many locks Caller may hold or wait
+	// for at once, this one included (0: no limit). It travels in the entry
+	// so every replica decides the same.
+	MaxLocks int `json:"max_locks,omitempty"`
 
 	Lock      string        `json:"lock,omitempty"`
 	Owner     string        `json:"owner,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,14 +101,18 @@ type lease struct {
 	ID        string `json:"id"`
 	RequestID string `json:"rid"`
 	Owner     string `json:"owner,omitempty"`
-	Token     uint64 `json:"token"`
-	TTL       int64  `json:"ttl"`
-	Deadline  int64  `json:"deadline"`
+	// Caller is the identity the lease was granted to: only it may keep
+	// the lease alive or release it (checkHolder).
+	Caller   string `json:"caller,omitempty"`
+	Token    uint64 `json:"token"`
+	TTL      int64  `json:"ttl"`
+	Deadline int64  `json:"deadline"`
 }
 
 type waiter struct {
 	RequestID string `json:"rid"`
 	Owner     string `json:"owner,omitempty"`
+	Caller    string `json:"caller,omitempty"`
 	TTL       int64  `json:"ttl"`
 	Until     int64  `json:"until"`
 	// Seq is the index of the request's first acquire: the line is ordered
@@ -117,7 +122,11 @@ type waiter struct {
 
 // request remembers what an acquire request id led to.
 type request struct {
-	Lock    string `json:"lock"`
+	Lock string `json:"lock"`
+	// Caller is the identity that first sent the request: a retry or a
+	// cancel from any other is refused, so a request id seen on the wire
+	// cannot be replayed to read the lease it was granted.
+	Caller  string `json:"caller,omitempty"`
 	LeaseID string `json:"lease,omitempty"` // empty while queued
 	// EndedAt is the log time at which the lease (or the wait) ended; zero
 	// while it is live.
@@ -174,7 +183,10 @@ func ringMembers(ms map[string]*member) []ring.Member {
 }
 
 type member struct {
-	Addr     string `json:"addr"`
+	Addr string `json:"addr"`
+	// Caller is the identity that registered the entry: only it may
+	// heartbeat it, and while it lives nobody else may register it again.
+	Caller   string `json:"caller,omitempty"`
 	TTL      int64  `json:"ttl"`
 	Deadline int64  `json:"deadline"`
 }
@@ -276,12 +288,12 @@ func leaseID(requestID string, token uint64) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-func (s *state) grant(index uint64, now int64, name string, l *lock, rid, owner string, ttl int64) *lease {
+func (s *state) grant(index uint64, now int64, name string, l *lock, rid, owner, caller string, ttl int64) *lease {
 	tok := s.nextToken(index)
-	l.Holder = &lease{ID: leaseID(rid, tok), RequestID: rid, Owner: owner, Token: tok, TTL: ttl, Deadline: now + ttl}
+	l.Holder = &lease{ID: leaseID(rid, tok), RequestID: rid, Owner: owner, Caller: caller, Token: tok, TTL: ttl, Deadline: now + ttl}
 	r := s.Requests[rid]
 	if r == nil {
-		r = &request{Lock: name, Seq: index}
+		r = &request{Lock: name, Caller: caller, Seq: index}
 		s.Requests[rid] = r
 	}
 	r.LeaseID, r.EndedAt, r.Withdrawn = l.Holder.ID, 0, false
@@ -313,7 +325,7 @@ func (s *state) promote(index uint64, now int64, name string, l *lock) {
 			s.withdraw(w.RequestID, now)
 			continue
 		}
-		s.grant(index, now, name, l, w.RequestID, w.Owner, w.TTL)
+		s.grant(index, now, name, l, w.RequestID, w.Owner, w.Caller, w.TTL)
 	}
 	if len(l.Waiters) == 0 {
 		l.Waiters = nil
@@ -403,20 +415,23 @@ func (s *state) acquire(index uint64, now int64, c Command) Result {
 	if r := s.Requests[c.RequestID]; r != nil {
 		return s.retry(index, now, c, r)
 	}
+	if c.MaxLocks > 0 && c.Caller != "" && s.locksOf(c.Caller) >= c.MaxLocks {
+		return Result{Err: coordinator.ErrTooManyLocks}
+	}
 	if l == nil {
 		l = &lock{}
 		s.Locks[c.Lock] = l
 	}
-	s.Requests[c.RequestID] = &request{Lock: c.Lock, Seq: index, Attempt: c.Attempt}
+	s.Requests[c.RequestID] = &request{Lock: c.Lock, Caller: c.Caller, Seq: index, Attempt: c.Attempt}
 	if l.Holder == nil {
-		h := s.grant(index, now, c.Lock, l, c.RequestID, c.Owner, int64(c.TTL))
+		h := s.grant(index, now, c.Lock, l, c.RequestID, c.Owner, c.Caller, int64(c.TTL))
 		return Result{Lease: s.view(c.Lock, h)}
 	}
 	if c.Wait <= 0 {
 		delete(s.Requests, c.RequestID)
 		return Result{Err: coordinator.ErrLockHeld}
 	}
-	s.enqueue(l, waiter{RequestID: c.RequestID, Owner: c.Owner, TTL: int64(c.TTL), Until: now + int64(c.Wait), Seq: index})
+	s.enqueue(l, waiter{RequestID: c.RequestID, Owner: c.Owner, Caller: c.Caller, TTL: int64(c.TTL), Until: now + int64(c.Wait), Seq: index})
 	return Result{Queued: true}
 }
 
@@ -430,6 +445,9 @@ func (s *state) acquire(index uint64, now int64, c Command) Result {
 //     again at its first acquire's place, or is granted if the lock is free.
 //   - A lease that ended: the caller is told so and must start afresh.
 func (s *state) retry(index uint64, now int64, c Command, r *request) Result {
+	if err := checkHolder(r.Caller, c.Caller); err != nil {
+		return Result{Err: err}
+	}
 	if r.Lock != c.Lock {
 		return Result{Err: coordinator.ErrLeaseExpired}
 	}
@@ -445,7 +463,7 @@ func (s *state) retry(index uint64, now int64, c Command, r *request) Result {
 			s.Locks[c.Lock] = l
 		}
 		if l.Holder == nil {
-			h := s.grant(index, now, c.Lock, l, c.RequestID, c.Owner, int64(c.TTL))
+			h := s.grant(index, now, c.Lock, l, c.RequestID, c.Owner, c.Caller, int64(c.TTL))
 			return Result{Lease: s.view(c.Lock, h)}
 		}
 		if c.Wait <= 0 {
@@ -453,7 +471,7 @@ func (s *state) retry(index uint64, now int64, c Command, r *request) Result {
 			return Result{Err: coordinator.ErrLockHeld}
 		}
 		r.EndedAt, r.Withdrawn = 0, false
-		s.enqueue(l, waiter{RequestID: c.RequestID, Owner: c.Owner, TTL: int64(c.TTL), Until: now + int64(c.Wait), Seq: r.Seq})
+		s.enqueue(l, waiter{RequestID: c.RequestID, Owner: c.Owner, Caller: c.Caller, TTL: int64(c.TTL), Until: now + int64(c.Wait), Seq: r.Seq})
 		return Result{Queued: true}
 	case r.EndedAt != 0:
 		return Result{Err: coordinator.ErrLeaseExpired}
@@ -481,9 +499,23 @@ func (s *state) enqueue(l *lock, w waiter) {
 	l.Waiters = slices.Insert(l.Waiters, i, w)
 }
 
-// holderFor finds the lock whose current lease is leaseID, expiring it first
-// if its time is up.
-func (s *state) holderFor(index uint64, now int64, name, leaseID string) (*lock, error) {
+// checkHolder is the one rule of ownership in the log: what a caller
+// created (a lease, a queued acquire, a member entry) only the same caller
+// may change. recorded is the caller stored at creation, caller the one of
+// the entry being applied; both are empty on a coordinator without TLS.
+// Every command that changes an existing lease or entry goes through it
+// (keepalive, release, an acquire's retry and cancel, heartbeat, a batched
+// renewal), so the rule is decided in the log, where expiry and grants are.
+func checkHolder(recorded, caller string) error {
+	if recorded != caller {
+		return coordinator.ErrNotHolder
+	}
+	return nil
+}
+
+// holderFor finds the lock whose current lease is leaseID and checks that
+// caller holds it, expiring the lease first if its time is up.
+func (s *state) holderFor(index uint64, now int64, name, leaseID, caller string) (*lock, error) {
 	l := s.Locks[name]
 	if l == nil {
 		return nil, coordinator.ErrLockNotFound
@@ -492,11 +524,32 @@ func (s *state) holderFor(index uint64, now int64, name, leaseID string) (*lock,
 	if l.Holder == nil || l.Holder.ID != leaseID {
 		return nil, coordinator.ErrLeaseNotHeld
 	}
+	if err := checkHolder(l.Holder.Caller, caller); err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
+// locksOf counts the locks caller holds or waits for.
+func (s *state) locksOf(caller string) int {
+	n := 0
+	for _, l := range s.Locks {
+		if l.Holder != nil && l.Holder.Caller == caller {
+			n++
+			continue
+		}
+		for _, w := range l.Waiters {
+			if w.Caller == caller {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
 func (s *state) keepAlive(index uint64, now int64, c Command) Result {
-	l, err := s.holderFor(index, now, c.Lock, c.LeaseID)
+	l, err := s.holderFor(index, now, c.Lock, c.LeaseID, c.Caller)
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -505,7 +558,7 @@ func (s *state) keepAlive(index uint64, now int64, c Command) Result {
 }
 
 func (s *state) release(index uint64, now int64, c Command) Result {
-	l, err := s.holderFor(index, now, c.Lock, c.LeaseID)
+	l, err := s.holderFor(index, now, c.Lock, c.LeaseID, c.Caller)
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -523,7 +576,7 @@ func (s *state) release(index uint64, now int64, c Command) Result {
 func (s *state) cancelWait(index uint64, now int64, c Command) Result {
 	r := s.Requests[c.RequestID]
 	l := s.Locks[c.Lock]
-	if r == nil || r.Lock != c.Lock || r.Attempt != c.Attempt || l == nil {
+	if r == nil || r.Lock != c.Lock || r.Attempt != c.Attempt || l == nil || checkHolder(r.Caller, c.Caller) != nil {
 		return Result{}
 	}
 	if l.Holder != nil && l.Holder.RequestID == c.RequestID {
@@ -553,7 +606,12 @@ func (s *state) register(index uint64, now int64, c Command) Result {
 		s.Services[c.Service] = svc
 	}
 	old := svc.Members[c.Instance]
-	svc.Members[c.Instance] = &member{Addr: c.Addr, TTL: int64(c.TTL), Deadline: now + int64(c.TTL)}
+	if old != nil && old.Deadline > now && checkHolder(old.Caller, c.Caller) != nil {
+		// Another identity's live entry: taking it over would send its
+		// callers (their keys, their card numbers) to this address.
+		return Result{Err: coordinator.ErrMemberTaken}
+	}
+	svc.Members[c.Instance] = &member{Addr: c.Addr, Caller: c.Caller, TTL: int64(c.TTL), Deadline: now + int64(c.TTL)}
 	if old == nil {
 		if err := svc.rebalance(); err != nil {
 			// Only a ring that cannot hold one more member gets here; the
@@ -578,6 +636,9 @@ func (s *state) heartbeat(now int64, c Command) Result {
 		return Result{Err: coordinator.ErrMemberNotFound}
 	}
 	mb := svc.Members[c.Instance]
+	if err := checkHolder(mb.Caller, c.Caller); err != nil {
+		return Result{Err: err}
+	}
 	mb.Deadline = now + mb.TTL
 	return Result{}
 }
@@ -586,6 +647,10 @@ func (s *state) deregister(index uint64, c Command) Result {
 	svc := s.Services[c.Service]
 	if svc == nil || svc.Members[c.Instance] == nil {
 		return Result{Err: coordinator.ErrMemberNotFound}
+	}
+	// The operator may evict any entry; everyone else only their own.
+	if err := checkHolder(svc.Members[c.Instance].Caller, c.Caller); err != nil && !strings.HasPrefix(c.Caller, coordinator.Admin+"/") {
+		return Result{Err: err}
 	}
 	delete(svc.Members, c.Instance)
 	svc.Version = index
@@ -603,7 +668,7 @@ func (s *state) deregister(index uint64, c Command) Result {
 
 func (s *state) view(name string, h *lease) *coordinator.Lease {
 	return &coordinator.Lease{
-		ID: h.ID, Lock: name, Owner: h.Owner, Token: coordinator.FenceToken(h.Token), Epoch: s.Epoch,
+		ID: h.ID, Lock: name, Owner: h.Owner, Holder: h.Caller, Token: coordinator.FenceToken(h.Token), Epoch: s.Epoch,
 		TTL: time.Duration(h.TTL), Remaining: time.Duration(max(h.Deadline-s.Clock.Now, 0)),
 	}
 }

@@ -22,6 +22,14 @@ type APIConfig struct {
 	Cluster Cluster
 	// Peers maps each node's Raft id to its HTTP base URL, for forwarding.
 	Peers map[string]string
+	// Policy is what an authenticated caller may do (coordinator.Policy);
+	// with TLS on, coordinator.DefaultPolicy. The zero Policy checks
+	// nothing for requests that carry no identity.
+	Policy coordinator.Policy
+	// PeerTransport carries forwarded requests to the leader; with TLS on it
+	// presents this node's certificate, since the leader checks it before
+	// believing the caller the node vouches for. Nil: http.DefaultTransport.
+	PeerTransport http.RoundTripper
 	// Tracer makes the endpoint spans; nil disables them.
 	Tracer trace.Tracer
 	// TracerProvider, Propagator, Metrics and Logger are passed to
@@ -43,13 +51,21 @@ func NewAPI(cfg APIConfig) http.Handler {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	tracing := Tracing(cfg.Tracer)
-	cluster := NewClusterHandler(cfg.Cluster, cfg.Peers, cfg.Logger, tracing)
+	cluster := NewClusterHandler(cfg.Cluster, cfg.Peers, cfg.Logger, cfg.Policy, tracing)
 	api := http.NewServeMux()
 	api.Handle("/v1/cluster", cluster)
 	api.Handle("/v1/cluster/", cluster)
-	api.Handle("/", NewHandler(NewEndpoints(cfg.Service, tracing), cfg.Logger))
+	// What an identity may do is decided by coordinator.Authorize and, for
+	// what it holds, by the log.
+	api.Handle("/", NewHandler(NewEndpoints(coordinator.Authorize(cfg.Service, cfg.Policy), tracing), cfg.Logger))
+	fwd := NewForwarder(cfg.Cluster, cfg.Peers)
+	fwd.Transport = cfg.PeerTransport
 	return httpkit.Router(httpkit.RouterConfig{
-		API: withNodeStatus(cfg.Cluster, NewForwarder(cfg.Cluster, cfg.Peers).Wrap(api)),
+		// withCaller first: the node status route, the forwarder and the
+		// handlers all read the caller it puts in the context.
+		// An unauthenticated request is refused by the node it reaches,
+		// before its body is read or it is forwarded.
+		API: withCaller(guard(cfg.Policy.Authenticated, withNodeStatus(cfg.Cluster, cfg.Policy, fwd.Wrap(api)))),
 		Checks: []httpkit.Check{{Name: "raft-leader", Probe: func(context.Context) error {
 			if id, _ := cfg.Cluster.Leader(); id == "" {
 				return errors.New("no leader known")

@@ -73,7 +73,11 @@ type clusterResponse struct {
 //
 // peers maps server ids to HTTP base URLs: adding a voter asks the node at
 // its URL whether it is joining, and admits its incarnation.
-func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, mw ...func(string) endpoint.Middleware) http.Handler {
+//
+// The routes that change the cluster need the operator's identity
+// (policy.Admin); the ones that describe it answer coordinator nodes and
+// the operator (policy.Peer).
+func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, policy coordinator.Policy, mw ...func(string) endpoint.Middleware) http.Handler {
 	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint {
 		for i := len(mw) - 1; i >= 0; i-- {
 			e = mw[i](name)(e)
@@ -82,7 +86,7 @@ func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, 
 	}
 	opts := httpkit.ServerOptions(logger)
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/cluster", kithttp.NewServer(
+	mux.Handle("GET /v1/cluster", guard(policy.Peer, kithttp.NewServer(
 		wrap("coordinator.cluster", func(context.Context, any) (any, error) {
 			servers, err := c.Servers()
 			if err != nil {
@@ -91,12 +95,12 @@ func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, 
 			id, _ := c.Leader()
 			return clusterResponse{LeaderID: id, Servers: servers}, nil
 		}),
-		func(context.Context, *http.Request) (any, error) { return nil, nil }, httpkit.EncodeJSON, opts...))
-	mux.Handle("GET "+SelfPath, kithttp.NewServer(
+		func(context.Context, *http.Request) (any, error) { return nil, nil }, httpkit.EncodeJSON, opts...)))
+	mux.Handle("GET "+SelfPath, guard(policy.Peer, kithttp.NewServer(
 		wrap("coordinator.self", func(context.Context, any) (any, error) { return selfOf(c), nil }),
-		func(context.Context, *http.Request) (any, error) { return nil, nil }, httpkit.EncodeJSON, opts...))
+		func(context.Context, *http.Request) (any, error) { return nil, nil }, httpkit.EncodeJSON, opts...)))
 	admitter := &Admitter{Cluster: c, Peers: peers, Logger: logger}
-	mux.Handle("POST /v1/cluster/voters", kithttp.NewServer(
+	mux.Handle("POST /v1/cluster/voters", guard(policy.Admin, kithttp.NewServer(
 		wrap("coordinator.add_voter", func(ctx context.Context, req any) (any, error) {
 			r := req.(voterRequest)
 			if err := c.AddVoter(r.ID, r.Addr); err != nil {
@@ -121,14 +125,26 @@ func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, 
 				return nil, errs.E(errs.Invalid, "invalid voter").WithFields(errs.FieldError{Field: "addr", Reason: "must not be empty"})
 			}
 			return req, nil
-		}, httpkit.EncodeJSON, opts...))
-	mux.Handle("DELETE /v1/cluster/voters/{id}", kithttp.NewServer(
+		}, httpkit.EncodeJSON, opts...)))
+	mux.Handle("DELETE /v1/cluster/voters/{id}", guard(policy.Admin, kithttp.NewServer(
 		wrap("coordinator.remove_server", func(_ context.Context, req any) (any, error) {
 			if err := c.RemoveServer(req.(string)); err != nil {
 				return nil, errs.Wrap(errs.Unavailable, "could not remove server", err)
 			}
 			return noContent{}, nil
 		}),
-		func(_ context.Context, r *http.Request) (any, error) { return pathName(r, "id") }, httpkit.EncodeJSON, opts...))
+		func(_ context.Context, r *http.Request) (any, error) { return pathName(r, "id") }, httpkit.EncodeJSON, opts...)))
 	return mux
+}
+
+// guard serves next only to a caller allowed admits, before the body is
+// even read; a refusal is problem+json from the one error encoder.
+func guard(allowed func(context.Context) error, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := allowed(r.Context()); err != nil {
+			httpkit.ErrorEncoder(r.Context(), err, w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

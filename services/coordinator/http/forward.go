@@ -31,6 +31,10 @@ type Leadership interface {
 
 // Forwarder sends requests that need the leader to the leader.
 type Forwarder struct {
+	// Transport carries the forwarded requests (nil: http.DefaultTransport);
+	// set it before the first request.
+	Transport http.RoundTripper
+
 	node  Leadership
 	peers map[string]string // Raft server id -> HTTP base URL
 	mu    sync.Mutex
@@ -77,6 +81,12 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		r.Header.Set(ForwardedHeader, "1")
+		// The leader authorises the caller this node authenticated, not
+		// this node; whatever the client put in the header is replaced.
+		r.Header.Del(CallerHeader)
+		if c, _ := coordinator.CallerFrom(r.Context()); c != (coordinator.Caller{}) {
+			r.Header.Set(CallerHeader, c.String())
+		}
 		p.ServeHTTP(w, r)
 	})
 }
@@ -94,7 +104,11 @@ func (f *Forwarder) proxyFor(base string) (*httputil.ReverseProxy, error) {
 	p := httputil.NewSingleHostReverseProxy(u)
 	// A client span around the hop, whose context the leader continues, so
 	// the leader's work nests under this node's in the trace.
-	p.Transport = otelhttp.NewTransport(http.DefaultTransport,
+	transport := f.Transport
+	if transport == nil {
+		transport = http.DefaultTransport
+	}
+	p.Transport = otelhttp.NewTransport(transport,
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "forward to leader " + r.Method }))
 	p.ModifyResponse = func(resp *http.Response) error {
 		// Tell the client who leads so that its next call goes there

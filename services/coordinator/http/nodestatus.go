@@ -21,7 +21,10 @@ type NodeStatusReader interface {
 // sees the request (the forwarder would send it to the leader), and passes
 // every other request to next. A cluster that cannot report its status gets
 // no such route.
-func withNodeStatus(cluster Cluster, next http.Handler) http.Handler {
+//
+// The lease ids in the status are shown to their holders only, like GET
+// of a lock (coordinator.Authorize).
+func withNodeStatus(cluster Cluster, policy coordinator.Policy, next http.Handler) http.Handler {
 	node, ok := cluster.(NodeStatusReader)
 	if !ok {
 		return next
@@ -30,7 +33,12 @@ func withNodeStatus(cluster Cluster, next http.Handler) http.Handler {
 	// set every request's Pattern to "/" and rename its server span.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.URL.Path == NodeStatusPath {
-			_ = httpkit.EncodeJSON(r.Context(), w, nodeStatusResponseOf(node.NodeStatus()))
+			if err := policy.Authenticated(r.Context()); err != nil {
+				httpkit.ErrorEncoder(r.Context(), err, w)
+				return
+			}
+			caller, _ := coordinator.CallerFrom(r.Context())
+			_ = httpkit.EncodeJSON(r.Context(), w, nodeStatusResponseOf(node.NodeStatus(), caller))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -45,12 +53,15 @@ type nodeStatusResponse struct {
 	Locks []lockResponse `json:"locks"`
 }
 
-func nodeStatusResponseOf(st coordinator.NodeStatus) nodeStatusResponse {
+func nodeStatusResponseOf(st coordinator.NodeStatus, caller coordinator.Caller) nodeStatusResponse {
 	out := nodeStatusResponse{NodeStatus: st, Locks: make([]lockResponse, 0, len(st.Locks))}
 	for _, l := range st.Locks {
 		lr := lockResponse{Name: l.Name, Waiters: l.Waiters}
 		if l.Holder != nil {
 			h := leaseResponseOf(*l.Holder)
+			if l.Holder.Holder != caller.String() {
+				h.LeaseID = ""
+			}
 			lr.Holder = &h
 		}
 		out.Locks = append(out.Locks, lr)

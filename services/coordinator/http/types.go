@@ -42,7 +42,8 @@ type membersRequest struct {
 
 // LeaseResponse is a lease as the API shows it.
 type LeaseResponse struct {
-	LeaseID         string `json:"lease_id"`
+	// LeaseID is shown to the lease's holder only (empty to others).
+	LeaseID         string `json:"lease_id,omitempty"`
 	Lock            string `json:"lock"`
 	Owner           string `json:"owner,omitempty"`
 	Token           uint64 `json:"token"`

@@ -86,6 +86,9 @@ type Config struct {
 	// HeartbeatFastPath re-enables NetworkTransport's heartbeat fast path,
 	// which hashicorp/raft#695 makes unsafe; off by default (see ADR 0004).
 	HeartbeatFastPath bool
+	// TLS, when set, runs the transport over mutual TLS (see TLS); nil
+	// is plain TCP.
+	TLS *TLS
 
 	// LogOutput receives Raft's own logs; nil means stderr.
 	LogOutput io.Writer
@@ -206,7 +209,15 @@ func Open(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("raftnode: advertise address: %w", err)
 		}
 	}
-	tcp, err := raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 2*time.Second, logger)
+	var tcp *raft.NetworkTransport
+	if cfg.TLS != nil {
+		var stream *tlsStream
+		if stream, err = newTLSStream(cfg.Bind, advertise, *cfg.TLS); err == nil {
+			tcp = raft.NewNetworkTransportWithLogger(stream, 3, 2*time.Second, logger)
+		}
+	} else {
+		tcp, err = raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 2*time.Second, logger)
+	}
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)

@@ -42,6 +42,14 @@ func NewService(n *Node, opts ...ServiceOption) *Service {
 	return s
 }
 
+// callerOf is the identity the transport authenticated for this request,
+// written into every command that creates or changes a lease or an entry
+// (empty without TLS); the machine keeps it and checks it (fsm.checkHolder).
+func callerOf(ctx context.Context) string {
+	c, _ := coordinator.CallerFrom(ctx)
+	return c.String()
+}
+
 func (s *Service) apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	res, err := s.node.Apply(ctx, cmd)
 	if err != nil {
@@ -56,7 +64,7 @@ func (s *Service) Acquire(ctx context.Context, req coordinator.AcquireRequest) (
 	if err := req.Validate(); err != nil {
 		return coordinator.Lease{}, err
 	}
-	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpAcquire, Lock: req.Lock, Owner: req.Owner, RequestID: req.RequestID, Attempt: req.Attempt, TTL: req.TTL, Wait: req.Wait})
+	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpAcquire, Caller: callerOf(ctx), MaxLocks: req.MaxLocks, Lock: req.Lock, Owner: req.Owner, RequestID: req.RequestID, Attempt: req.Attempt, TTL: req.TTL, Wait: req.Wait})
 	if err != nil {
 		return coordinator.Lease{}, err
 	}
@@ -100,7 +108,7 @@ func (s *Service) wait(ctx context.Context, req coordinator.AcquireRequest) (coo
 	defer cancel()
 	var err error
 	apply := func() {
-		_, err = s.node.Apply(cctx, fsm.Command{Op: fsm.OpCancelWait, Lock: req.Lock, RequestID: req.RequestID, Attempt: req.Attempt})
+		_, err = s.node.Apply(cctx, fsm.Command{Op: fsm.OpCancelWait, Caller: callerOf(ctx), Lock: req.Lock, RequestID: req.RequestID, Attempt: req.Attempt})
 	}
 	if s.cancelWaitMW != nil {
 		s.cancelWaitMW(apply)
@@ -120,7 +128,7 @@ func (s *Service) wait(ctx context.Context, req coordinator.AcquireRequest) (coo
 
 // KeepAlive restarts the lease's TTL.
 func (s *Service) KeepAlive(ctx context.Context, lock, leaseID string) (coordinator.Lease, error) {
-	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpKeepAlive, Lock: lock, LeaseID: leaseID})
+	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpKeepAlive, Caller: callerOf(ctx), Lock: lock, LeaseID: leaseID})
 	if err != nil {
 		return coordinator.Lease{}, err
 	}
@@ -137,7 +145,7 @@ func (s *Service) KeepAliveBatch(ctx context.Context, refs []coordinator.LeaseRe
 	if err := fsm.ValidateBatch(batch); err != nil {
 		return nil, err
 	}
-	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpKeepAliveBatch, Leases: batch})
+	res, err := s.apply(ctx, fsm.Command{Op: fsm.OpKeepAliveBatch, Caller: callerOf(ctx), Leases: batch})
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +158,7 @@ func (s *Service) KeepAliveBatch(ctx context.Context, refs []coordinator.LeaseRe
 
 // Release gives the lock up.
 func (s *Service) Release(ctx context.Context, lock, leaseID string) error {
-	_, err := s.apply(ctx, fsm.Command{Op: fsm.OpRelease, Lock: lock, LeaseID: leaseID})
+	_, err := s.apply(ctx, fsm.Command{Op: fsm.OpRelease, Caller: callerOf(ctx), Lock: lock, LeaseID: leaseID})
 	return err
 }
 
@@ -174,7 +182,7 @@ func (s *Service) Register(ctx context.Context, m coordinator.Member) (coordinat
 	if err := m.Validate(); err != nil {
 		return coordinator.Member{}, err
 	}
-	if _, err := s.apply(ctx, fsm.Command{Op: fsm.OpRegister, Service: m.Service, Instance: m.Instance, Addr: m.Addr, TTL: m.TTL}); err != nil {
+	if _, err := s.apply(ctx, fsm.Command{Op: fsm.OpRegister, Caller: callerOf(ctx), Service: m.Service, Instance: m.Instance, Addr: m.Addr, TTL: m.TTL}); err != nil {
 		return coordinator.Member{}, err
 	}
 	return m, nil
@@ -182,13 +190,13 @@ func (s *Service) Register(ctx context.Context, m coordinator.Member) (coordinat
 
 // Heartbeat restarts a registration's TTL.
 func (s *Service) Heartbeat(ctx context.Context, service, instance string) error {
-	_, err := s.apply(ctx, fsm.Command{Op: fsm.OpHeartbeat, Service: service, Instance: instance})
+	_, err := s.apply(ctx, fsm.Command{Op: fsm.OpHeartbeat, Caller: callerOf(ctx), Service: service, Instance: instance})
 	return err
 }
 
 // Deregister removes an instance.
 func (s *Service) Deregister(ctx context.Context, service, instance string) error {
-	_, err := s.apply(ctx, fsm.Command{Op: fsm.OpDeregister, Service: service, Instance: instance})
+	_, err := s.apply(ctx, fsm.Command{Op: fsm.OpDeregister, Caller: callerOf(ctx), Service: service, Instance: instance})
 	return err
 }
 

@@ -68,6 +68,9 @@ type config struct {
 	// CONSOLE_PAUSE_FOR (20s): how long "pause" freezes an instance; longer
 	// than PAYMENTS_LOCK_TTL (15s) so its lease expires meanwhile.
 	PauseFor time.Duration
+	// CONSOLE_OUTAGE_FOR (60s): how long "stop a database" keeps a
+	// service's database away, unless started again from the page.
+	OutageFor time.Duration
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -85,12 +88,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Interval:   env.Duration("CONSOLE_INTERVAL", 500*time.Millisecond),
 		Customers:  env.List("CONSOLE_CUSTOMERS", []string{"alice"}),
 		PauseFor:   env.Duration("CONSOLE_PAUSE_FOR", 20*time.Second),
+		OutageFor:  env.Duration("CONSOLE_OUTAGE_FOR", time.Minute),
 	}
 	if err := env.Err(); err != nil {
 		return cfg, err
 	}
 	if cfg.Interval < 50*time.Millisecond {
 		return cfg, fmt.Errorf("CONSOLE_INTERVAL=%s: at least 50ms", cfg.Interval)
+	}
+	if cfg.OutageFor < time.Second || cfg.OutageFor > 10*time.Minute {
+		return cfg, fmt.Errorf("CONSOLE_OUTAGE_FOR=%s: between 1s and 10m (what the dev stack allows)", cfg.OutageFor)
 	}
 	if len(cfg.CoordinatorURLs) == 0 {
 		return cfg, fmt.Errorf("CONSOLE_COORDINATOR_URLS: at least one URL")
@@ -116,7 +123,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	stack := remote.NewStack(remote.Config{CoordinatorURLs: cfg.CoordinatorURLs, BankURL: cfg.BankURL, APIKey: cfg.APIKey,
 		TracesURL: cfg.TracesURL})
 	ccfg := console.Config{Stack: stack, DevMode: cfg.DevMode, JaegerURL: cfg.JaegerURL, Traces: cfg.TracesURL != "",
-		Interval: cfg.Interval, Customers: cfg.Customers, PauseFor: cfg.PauseFor}
+		Interval: cfg.Interval, Customers: cfg.Customers, PauseFor: cfg.PauseFor, OutageFor: cfg.OutageFor}
 	if cfg.ControlURL != "" {
 		ccfg.Control = remote.NewControl(cfg.ControlURL, 0)
 	}

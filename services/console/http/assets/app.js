@@ -74,15 +74,20 @@ function renderRing(rv, processes) {
     const p = byName[m.name];
     const buttons = rv.service === "payments" || rv.service === "orders"
       ? ` <button class="dev-btn" data-stop="${esc(m.name)}">stop</button> <button class="dev-btn" data-pause="${esc(m.name)}">pause past lease</button>` : "";
-    return `<div class="member" data-member="${esc(m.name)}"><span class="swatch" style="background:${colors[i % colors.length]}"></span>` +
+    return `<div class="member" data-member="${esc(m.name)}"${p && p.paused ? ` data-paused="${esc(m.name)}"` : ""}><span class="swatch" style="background:${colors[i % colors.length]}"></span>` +
       `${esc(m.name)} · ${m.slots} slots${p && p.paused ? " · <b>paused</b>" : ""}${view.dev_mode && view.control ? buttons : ""}</div>`;
   }).join("");
+  const onRing = new Set(arr(rv.members).map((m) => m.name));
   const gone = (processes || []).filter((p) => p.name.startsWith(rv.service + "-") && !p.running)
     .map((p) => `<div class="member-down">${esc(p.name)} · stopped ${view.dev_mode ? `<button data-start="${esc(p.name)}">start</button>` : ""}</div>`).join("");
+  // A frozen instance cannot renew its membership (or its leases): it falls
+  // off the ring while it sleeps, and comes back when it wakes.
+  const frozen = (processes || []).filter((p) => p.name.startsWith(rv.service + "-") && p.running && p.paused && !onRing.has(p.name))
+    .map((p) => `<div class="member-down" data-paused="${esc(p.name)}">${esc(p.name)} · <b>paused</b>: its membership and leases lapsed</div>`).join("");
   return `<div class="ring" id="ring-${esc(rv.service)}"><svg viewBox="0 0 190 190" role="img" aria-label="${esc(rv.service)} ring">${paths}` +
     `<text x="95" y="92" text-anchor="middle" font-size="13">${esc(rv.service)}</text>` +
     `<text x="95" y="108" text-anchor="middle" font-size="10" fill="#6b7280">${n} slots · v${rv.version}</text></svg>` +
-    `<div class="legend">${members}${gone}${moved.size ? `<div class="muted">${moved.size} slots moved</div>` : ""}</div></div>`;
+    `<div class="legend">${members}${gone}${frozen}${moved.size ? `<div class="muted">${moved.size} slots moved</div>` : ""}</div></div>`;
 }
 
 // The rings are the page's heaviest drawing (a path per run of slots) and
@@ -105,6 +110,16 @@ function renderLocks(v) {
     return `<tr class="${l.released ? "muted" : "held"}"><td>${esc(l.name)}</td><td>${esc(h.owner)}</td><td>${h.token ?? ""}</td>` +
       `<td>${left}</td><td>${l.waiters}</td></tr>`;
   }));
+}
+
+function renderFenceRefusals(v) {
+  const fs = arr(v.fence_refusals);
+  $("#fence-refusals").innerHTML = fs.length === 0
+    ? `<p class="muted">No write refused by the fence yet.</p>`
+    : fs.map((f, i) => `<p class="fence" data-fence-refusal="${esc(f.instance)}">${i === 0 ? "<b>Last write the fence refused:</b>" : "Before that:"} ` +
+      `${esc(f.instance)} at ${esc(new Date(f.last_at).toLocaleTimeString())} wrote with token <b>${f.last_token}</b>, ` +
+      (f.fence_token ? `but the fence had seen <b>${f.fence_token}</b>: its lease had ended and a newer holder had written. ` : `a token lower than one the fence had seen: its lease had ended. `) +
+      `PostgreSQL refused it (${f.refused} refused by this instance so far).</p>`).join("");
 }
 
 function renderStorms(v) {
@@ -145,9 +160,30 @@ function showTrace(id) {
     `<img alt="waterfall of trace ${esc(id)}" src="api/traces/${esc(id)}?t=${Date.now()}">`;
 }
 
+// Redrawn only when a database's state changes, so a button is never
+// replaced under the pointer between press and release.
+let databasesKey = "";
+function renderDatabases(v) {
+  const dbs = arr(v.databases);
+  const key = JSON.stringify([v.dev_mode, v.control, dbs]);
+  if (key === databasesKey) return;
+  databasesKey = key;
+  if (!dbs.length) { $("#databases").innerHTML = `<p class="muted">${v.control ? "" : "Under compose: the commands are below."}</p>`; return; }
+  $("#databases").innerHTML = dbs.map((d) => {
+    const until = d.until ? new Date(d.until).toLocaleTimeString() : "";
+    const state = d.stopped ? `<b class="bad">refusing connections</b> until ${esc(until)}` : `<span class="ok">accepting connections</span>`;
+    const button = !v.dev_mode ? "" : d.stopped
+      ? ` <button data-db-start="${esc(d.name)}">start now</button>`
+      : ` <button data-db-stop="${esc(d.name)}">stop for a while</button>`;
+    return `<div class="database" data-database="${esc(d.name)}" data-stopped="${d.stopped}">${esc(d.name)} database: ${state}${button}</div>`;
+  }).join("");
+}
+
 function renderRecords(v) {
-  const render = (r) => `<tr><td><code>${short(r.id)}</code></td><td>${esc(r.customer_id)}</td><td>${money(r.amount, r.currency)}</td>` +
-    `<td class="wrap">${arr(r.timeline).map((t) => `<span class="chip ${esc(t.status)}" title="${esc(t.at)}">${esc(t.status)}</span>`).join("→")}</td>` +
+  const render = (r) => `<tr data-id="${esc(r.id)}" data-customer="${esc(r.customer_id)}" data-status="${esc(r.status)}"${r.stale ? ' class="stale" data-stale="true"' : ""}>` +
+    `<td><code>${short(r.id)}</code></td><td>${esc(r.customer_id)}</td><td>${money(r.amount, r.currency)}</td>` +
+    `<td class="wrap">${arr(r.timeline).map((t) => `<span class="chip ${esc(t.status)}" title="${esc(t.at)}">${esc(t.status)}</span>`).join("→")}` +
+    `${r.stale ? ' <span class="bad" title="its service does not answer: the state read last">(not answering)</span>' : ""}</td>` +
     `<td>${traceLink(v, r.trace_id)}</td></tr>`;
   rows("#orders tbody", arr(v.orders).map(render));
   rows("#payments tbody", arr(v.payments).map(render));
@@ -163,9 +199,11 @@ function render(v) {
   renderRaft(v);
   renderRings(v);
   renderLocks(v);
+  renderFenceRefusals(v);
   renderStorms(v);
   renderBank(v);
   renderRecords(v);
+  renderDatabases(v);
   rows("#problems", (v.problems || []).map((p) => `<li>${esc(p)}</li>`));
   const now = Date.now();
   updates = updates.filter((t) => now - t < 10000).concat(now);
@@ -192,6 +230,8 @@ document.addEventListener("click", async (e) => {
   else if (b.dataset.start) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.start)}/start`); }
   else if (b.dataset.stop) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.stop)}/stop`); }
   else if (b.dataset.trace) { showTrace(b.dataset.trace); }
+  else if (b.dataset.dbStop) { await act(`api/actions/databases/${encodeURIComponent(b.dataset.dbStop)}/stop`); }
+  else if (b.dataset.dbStart) { await act(`api/actions/databases/${encodeURIComponent(b.dataset.dbStart)}/start`); }
   else if (b.dataset.pause) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.pause)}/pause`); }
 });
 

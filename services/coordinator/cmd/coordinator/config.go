@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/payonce/payonce/internal/envconfig"
+	"github.com/payonce/payonce/internal/identity"
+	"github.com/payonce/payonce/services/coordinator"
 	"github.com/payonce/payonce/services/coordinator/raftnode"
 )
 
@@ -58,6 +60,17 @@ type config struct {
 	RaftLogLevel string
 	// COORDINATOR_SHUTDOWN_GRACE (10s): time in-flight requests get on stop.
 	ShutdownGrace time.Duration
+	// TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE (empty: no TLS): this node's
+	// identity (spiffe://payonce/coordinator/<node id>) and the CA it
+	// trusts. With them the API is served over HTTPS, asks for client
+	// certificates and authorises by identity (coordinator.Policy), and Raft
+	// runs over mutual TLS admitting coordinator identities only; the
+	// http_base_urls in COORDINATOR_PEERS are then https://.
+	TLS *identity.Files
+	// COORDINATOR_MAX_LEASE_TTL (1m), COORDINATOR_MAX_WAIT (1m),
+	// COORDINATOR_MAX_LOCKS_PER_IDENTITY (1024): what one identity may ask
+	// for with TLS on (coordinator.DefaultPolicy).
+	Policy coordinator.Policy
 }
 
 type peer struct {
@@ -82,6 +95,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RaftLogLevel:       r.String("COORDINATOR_RAFT_LOG_LEVEL", "warn"),
 		LogStore:           r.String("COORDINATOR_LOG_STORE", ""),
 		ShutdownGrace:      r.Duration("COORDINATOR_SHUTDOWN_GRACE", 10*time.Second),
+		Policy: coordinator.Policy{
+			MaxLeaseTTL:       r.Duration("COORDINATOR_MAX_LEASE_TTL", coordinator.DefaultMaxLeaseTTL),
+			MaxWait:           r.Duration("COORDINATOR_MAX_WAIT", coordinator.DefaultMaxWait),
+			MaxLocksPerCaller: r.Int("COORDINATOR_MAX_LOCKS_PER_IDENTITY", coordinator.DefaultMaxLocksPerCaller),
+		},
+	}
+	files, tlsOn, err := identity.FilesFromEnv(func(k string) string { return r.String(k, "") })
+	if err != nil {
+		return c, err
+	}
+	if tlsOn {
+		c.TLS = &files
+		c.Policy.Required = true
 	}
 	c.DataDir = r.String("COORDINATOR_DATA_DIR", "data/"+c.NodeID)
 	rawPeers := r.List("COORDINATOR_PEERS", nil)

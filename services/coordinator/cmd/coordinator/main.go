@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +50,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}()
 	logger := tel.Logger.With("node", cfg.NodeID)
 
-	bootstrap, err := mayBootstrap(ctx, cfg, logger)
+	sec, err := newSecurity(cfg)
+	if err != nil {
+		return err
+	}
+	bootstrap, err := mayBootstrap(ctx, cfg, sec.askPeer, logger)
 	if err != nil {
 		return err
 	}
@@ -58,7 +63,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Peers: []raftnode.Peer{{ID: cfg.NodeID, Addr: cfg.RaftAdvertise}}, Bootstrap: bootstrap, Epoch: cfg.Epoch,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout, LeaderLeaseTimeout: cfg.LeaderLeaseTimeout,
 		TickInterval: cfg.TickInterval, SnapshotThreshold: uint64(cfg.SnapshotThreshold), HeartbeatFastPath: cfg.HeartbeatFastPath,
-		LogOutput: stdout, LogLevel: cfg.RaftLogLevel, Metrics: raftnode.NewMetrics(tel.Registry),
+		LogOutput: stdout, LogLevel: cfg.RaftLogLevel, Metrics: raftnode.NewMetrics(tel.Registry), TLS: sec.raft,
 	})
 	if err != nil {
 		return err
@@ -69,10 +74,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	admitCtx, stopAdmitter := context.WithCancel(ctx)
 	defer stopAdmitter()
-	go (&coordhttp.Admitter{Cluster: node, Peers: cfg.httpPeers(), Logger: logger}).Run(admitCtx)
+	go (&coordhttp.Admitter{Cluster: node, Peers: cfg.httpPeers(), Client: sec.askPeer, Logger: logger}).Run(admitCtx)
 
 	handler := coordhttp.NewAPI(coordhttp.APIConfig{
 		Service: raftnode.NewService(node), Cluster: node, Peers: cfg.httpPeers(),
+		Policy: cfg.Policy, PeerTransport: sec.forward.Transport,
 		Tracer:         tel.Tracer("github.com/payonce/payonce/services/coordinator"),
 		TracerProvider: tel.TracerProvider, Propagator: tel.Propagator, Metrics: tel.MetricsHandler(), Logger: logger,
 	})
@@ -80,7 +86,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	logger.Info("coordinator started", "http", ln.Addr().String(), "raft", cfg.RaftAdvertise, "peers", len(cfg.Peers))
+	if sec.api != nil {
+		ln = tls.NewListener(ln, sec.api)
+	}
+	logger.Info("coordinator started", "http", ln.Addr().String(), "raft", cfg.RaftAdvertise, "peers", len(cfg.Peers), "tls", cfg.TLS != nil)
 	err = httpkit.Serve(ctx, &http.Server{Handler: handler}, ln, cfg.ShutdownGrace)
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -94,11 +103,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 // data dir may be a lost disk while the others carry on; bootstrapping then
 // would start a second, one-node cluster granting the same locks. Peers
 // that do not answer yet are asked again until ctx ends.
-func mayBootstrap(ctx context.Context, cfg config, logger *slog.Logger) (bool, error) {
+func mayBootstrap(ctx context.Context, cfg config, client *http.Client, logger *slog.Logger) (bool, error) {
 	if !cfg.Bootstrap || raftnode.HasState(cfg.DataDir) {
 		return false, nil
 	}
-	client := &http.Client{Timeout: 2 * time.Second}
 	for _, p := range cfg.Peers {
 		if p.ID == cfg.NodeID {
 			continue
