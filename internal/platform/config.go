@@ -29,7 +29,11 @@ import (
 //	IDEMPOTENCY_LOCK_TIMEOUT (30s) how long before a silent holder's key is taken over
 //	TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE (empty: plain connections) this instance's
 //	                         identity (internal/identity): its certificate, key and the CA it trusts;
-//	                         with them, NATS connections use mutual TLS and NATS knows the instance
+//	                         with them, NATS connections use mutual TLS and NATS knows the instance, and
+//	                         the coordinator (COORDINATOR_URLS then https://) knows it too
+//	NATS_TLS                 (true when TLS_* are set) use the instance's certificate with NATS; false only
+//	                         for a NATS server without TLS (the integration tests' throwaway ones), never
+//	                         in a deployment
 //	PAYONCE_DEV_MODE         (false) a laptop stack: accept the README's demo API keys and the default
 //	                         INTERNAL_SECRET. Without it the service refuses to start unless every key in
 //	                         <SERVICE>_API_KEYS and INTERNAL_SECRET are long and random (apikey.CheckStrong);
@@ -65,6 +69,7 @@ func ReadConfig(env *envconfig.Reader, service, addr string) Config {
 	}
 	if tlsOn {
 		c.TLS = &files
+		c.NATSTLS = env.Bool("NATS_TLS", true)
 	}
 	c.DevMode = env.Bool("PAYONCE_DEV_MODE", false)
 	if !c.DevMode {

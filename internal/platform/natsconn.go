@@ -21,7 +21,7 @@ func connectNATS(cfg Config) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.CustomInboxPrefix(eventbus.InboxPrefix(cfg.Service)),
 	}
-	if cfg.TLS != nil {
+	if cfg.TLS != nil && cfg.NATSTLS {
 		tlsCfg, err := identity.ClientConfig(*cfg.TLS, identity.NATS)
 		if err != nil {
 			return nil, fmt.Errorf("nats tls: %w", err)

@@ -58,6 +58,8 @@ type Config struct {
 	// TLS is this instance's identity; nil leaves internal connections
 	// plain (the tests of code that is not about identity).
 	TLS *identity.Files
+	// NATSTLS uses TLS with NATS (NATS_TLS); set by ReadConfig with TLS.
+	NATSTLS bool
 	// Getenv reads OTEL_*, LOG_* and PAYONCE_FAILPOINTS; Stdout receives logs.
 	Getenv func(string) string
 	Stdout io.Writer
@@ -77,6 +79,12 @@ type Platform struct {
 	Members     *membership.Membership
 	// PeerTransport carries trace context on calls to other instances.
 	PeerTransport http.RoundTripper
+	// Coordinator is the HTTP client for the coordinator: with the
+	// instance's identity it presents its certificate (the coordinator
+	// lets an instance change only its own leases and member entry) and
+	// accepts only coordinator nodes. Its Timeout is zero, as pkg/lock
+	// wants (lock.WithHTTPClient); callers set their own deadlines.
+	Coordinator *http.Client
 
 	cfg     Config
 	closers []func()
@@ -143,7 +151,16 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		Tracer:     p.Tracer,
 		Logger:     p.Logger,
 	})
-	p.Members = membership.New(membership.NewClient(cfg.CoordinatorURLs, nil), cfg.Service,
+	p.Coordinator = &http.Client{}
+	if cfg.TLS != nil {
+		if p.Coordinator, err = identity.HTTPClient(*cfg.TLS, 0, identity.Coordinator); err != nil {
+			return nil, fmt.Errorf("coordinator tls: %w", err)
+		}
+	}
+	// The membership client's own timeout, over the coordinator client's
+	// transport: a long poll lasts at most 30 s.
+	memberClient := &http.Client{Transport: p.Coordinator.Transport, Timeout: 40 * time.Second}
+	p.Members = membership.New(membership.NewClient(cfg.CoordinatorURLs, memberClient), cfg.Service,
 		membership.Member{Instance: cfg.InstanceID, Addr: cfg.AdvertiseURL}, cfg.MembershipTTL, p.Logger)
 	return p, nil
 }

@@ -72,6 +72,7 @@ func secureNATS(t *testing.T, p *pki) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
+	secureNATSURLs.Store(s.URL(), true)
 	return s.URL()
 }
 
@@ -287,9 +288,9 @@ func TestNATSRefusesAnonymousAndWronglyPermissionedPublishers(t *testing.T) {
 // and the bank, and marked paid, which needs every grant (publish, stream
 // creation, each durable consumer, acks) and nothing more.
 func TestFlowsRunUnderIdentities(t *testing.T) {
-	p := newPKI(t)
-	natsURL := secureNATS(t, p)
 	coord := startCoordinators(t)
+	p := coord.pki // one CA for the coordinator, NATS and the instances
+	natsURL := secureNATS(t, p)
 	bank := startBank(t)
 	s := &fullStack{coord: coord, bank: bank, natsURL: natsURL}
 	s.payments = newPaymentsService(t, coord, bank, natsURL)

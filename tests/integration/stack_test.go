@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/payonce/payonce/internal/events"
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/proc"
 	"github.com/payonce/payonce/internal/testenv"
 )
@@ -107,28 +108,49 @@ func tail(s string, n int) string {
 	return s
 }
 
-// coordinators is a 3-node coordinator cluster of real processes.
+// coordinators is a 3-node coordinator cluster of real processes. It runs
+// with TLS as a deployment does: the API over HTTPS with client
+// certificates and authorisation by identity, Raft over mutual TLS. pki is
+// the stack's CA: every service instance of the test gets its certificate
+// from it, and the test itself talks to the coordinator as the operator
+// (do picks the admin client for a coordinator's address).
 type coordinators struct {
 	urls []string
 	env  [][]string
 	proc []*proc.Process
 	bin  string
 	t    *testing.T
+	pki  *pki
 }
+
+// tlsClients maps a TLS server's host:port to the client the test uses
+// with it (the stack's admin identity): do looks the address up, so
+// call(..., coord.urls[0]+...) needs no client of its own.
+var tlsClients sync.Map
+
+// secureNATSURLs holds the URLs of NATS servers that require TLS
+// (secureNATS); services on any other NATS get NATS_TLS=false.
+var secureNATSURLs sync.Map
 
 func startCoordinators(t *testing.T, extraEnv ...string) *coordinators {
 	t.Helper()
 	bin := binaries(t)["coordinator"]
-	c := &coordinators{bin: bin, t: t}
+	c := &coordinators{bin: bin, t: t, pki: newPKI(t)}
+	admin, err := identity.HTTPClient(c.pki.issue(t, identity.AdminCLI), 30*time.Second, identity.Coordinator)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var peers []string
 	httpPorts := make([]int, 3)
 	for i := range 3 {
 		raftPort := freePort(t)
 		httpPorts[i] = freePort(t)
-		url := fmt.Sprintf("http://127.0.0.1:%d", httpPorts[i])
+		url := fmt.Sprintf("https://127.0.0.1:%d", httpPorts[i])
+		tlsClients.Store(fmt.Sprintf("127.0.0.1:%d", httpPorts[i]), admin)
+		t.Cleanup(func() { tlsClients.Delete(fmt.Sprintf("127.0.0.1:%d", httpPorts[i])) })
 		c.urls = append(c.urls, url)
 		peers = append(peers, fmt.Sprintf("c%d=127.0.0.1:%d=%s", i+1, raftPort, url))
-		c.env = append(c.env, []string{
+		c.env = append(c.env, append([]string{
 			fmt.Sprintf("COORDINATOR_NODE_ID=c%d", i+1),
 			// c1 alone bootstraps; its leader admits c2 and c3.
 			fmt.Sprintf("COORDINATOR_BOOTSTRAP=%t", i == 0),
@@ -140,7 +162,7 @@ func startCoordinators(t *testing.T, extraEnv ...string) *coordinators {
 			"COORDINATOR_LEADER_LEASE_TIMEOUT=200ms",
 			"COORDINATOR_TICK_INTERVAL=50ms",
 			"LOG_LEVEL=warn",
-		})
+		}, c.pki.env(t, identity.ID{Service: identity.Coordinator, Instance: fmt.Sprintf("c%d", i+1)})...))
 	}
 	c.proc = make([]*proc.Process, 3)
 	for i := range 3 {
@@ -148,14 +170,39 @@ func startCoordinators(t *testing.T, extraEnv ...string) *coordinators {
 		c.proc[i] = startProcess(t, fmt.Sprintf("coordinator-%d", i+1), bin, c.env[i], "")
 	}
 	for i := range 3 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := proc.WaitReady(ctx, c.proc[i], c.urls[i]+"/readyz")
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		waitReadyTLS(t, c.proc[i], c.urls[i]+"/readyz", admin)
 	}
 	return c
+}
+
+// waitReadyTLS is proc.WaitReady for an HTTPS server that client trusts.
+func waitReadyTLS(t *testing.T, p *proc.Process, url string, client *http.Client) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	last := ""
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready at %s: %s; output:\n%s", p.Name, url, last, tail(p.Output(), 4000))
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("%s exited before it was ready (%v); output:\n%s", p.Name, p.ExitErr(), tail(p.Output(), 4000))
+		case <-tick.C:
+		}
+	}
 }
 
 // bankSim is the simulated bank process.
@@ -234,6 +281,10 @@ type serviceGroup struct {
 	procs     []*proc.Process
 	dbURL     string
 	instances int
+	// pki issues each instance's certificate (identity <name>/<name>-N);
+	// natsTLS says whether its NATS server takes them.
+	pki     *pki
+	natsTLS bool
 }
 
 // paymentsService is the payments service's group of instances.
@@ -250,11 +301,14 @@ func otelEnv(sinkURL string) []string {
 func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsURL string, extraEnv ...string) *paymentsService {
 	t.Helper()
 	dbURL := testenv.NewDatabase(t)
+	_, natsTLS := secureNATSURLs.Load(natsURL)
 	return &serviceGroup{
-		t:     t,
-		name:  "payments",
-		bin:   binaries(t)["payments"],
-		dbURL: dbURL,
+		t:       t,
+		pki:     coord.pki,
+		natsTLS: natsTLS,
+		name:    "payments",
+		bin:     binaries(t)["payments"],
+		dbURL:   dbURL,
 		env: append([]string{
 			"PAYMENTS_DATABASE_URL=" + dbURL,
 			"NATS_URL=" + natsURL,
@@ -277,11 +331,14 @@ func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsUR
 func newOrdersService(t *testing.T, coord *coordinators, natsURL string, extraEnv ...string) *serviceGroup {
 	t.Helper()
 	dbURL := testenv.NewDatabase(t)
+	_, natsTLS := secureNATSURLs.Load(natsURL)
 	return &serviceGroup{
-		t:     t,
-		name:  "orders",
-		bin:   binaries(t)["orders"],
-		dbURL: dbURL,
+		t:       t,
+		pki:     coord.pki,
+		natsTLS: natsTLS,
+		name:    "orders",
+		bin:     binaries(t)["orders"],
+		dbURL:   dbURL,
 		env: append([]string{
 			"ORDERS_DATABASE_URL=" + dbURL,
 			"NATS_URL=" + natsURL,
@@ -298,10 +355,18 @@ func newOrdersService(t *testing.T, coord *coordinators, natsURL string, extraEn
 
 func (s *serviceGroup) instanceEnv(i int, addr string) []string {
 	prefix := strings.ToUpper(s.name)
-	return append(append([]string{}, s.env...),
+	instance := fmt.Sprintf("%s-%d", s.name, i+1)
+	env := append(append([]string{}, s.env...),
 		prefix+"_ADDR="+addr,
 		prefix+"_ADVERTISE_URL=http://"+addr,
-		fmt.Sprintf("INSTANCE_ID=%s-%d", s.name, i+1))
+		"INSTANCE_ID="+instance)
+	// The instance's identity: the coordinator lets it hold its own
+	// leases and member entry only.
+	env = append(env, s.pki.env(s.t, identity.ID{Service: s.name, Instance: instance})...)
+	if !s.natsTLS {
+		env = append(env, "NATS_TLS=false") // a throwaway NATS without TLS
+	}
+	return env
 }
 
 // start starts one more instance (with extra env, e.g. a failpoint) and
@@ -374,6 +439,9 @@ func newRequest(method, url string, body io.Reader) (*http.Request, error) {
 // do sends req and reads the whole answer.
 func do(req *http.Request) apiResponse {
 	client := &http.Client{Timeout: 30 * time.Second}
+	if c, ok := tlsClients.Load(req.URL.Host); ok && req.URL.Scheme == "https" {
+		client = c.(*http.Client)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return apiResponse{Err: err}

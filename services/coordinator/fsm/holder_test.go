@@ -154,3 +154,49 @@ func TestKeepAliveBatchRenewsOnlyTheCallersLeases(t *testing.T) {
 		t.Fatalf("the other lease was renewed: %+v", l.Holder)
 	}
 }
+
+// TestLockLimitCountsEveryClaim tries the two ways around the per-identity
+// limit that counting locks left open: queueing many acquires on one lock
+// (each is state the log keeps), and taking up again, once the caller is at
+// its limit, an acquire whose short wait had ended (withdrawn).
+func TestLockLimitCountsEveryClaim(t *testing.T) {
+	limited := func(c Command) Command { c.MaxLocks = 2; return c }
+
+	t.Run("many waiters on one lock", func(t *testing.T) {
+		h := newHarness(t)
+		h.apply(0, as(payments2, acquire("busy", "held", time.Minute, 0)))
+		if r := h.apply(0, as(payments1, limited(acquire("busy", "w1", time.Second, time.Minute)))); !r.Queued {
+			t.Fatalf("first waiter: %+v, want queued", r)
+		}
+		if r := h.apply(0, as(payments1, limited(acquire("busy", "w2", time.Second, time.Minute)))); !r.Queued {
+			t.Fatalf("second waiter (2 of 2): %+v, want queued", r)
+		}
+		if r := h.apply(0, as(payments1, limited(acquire("busy", "w3", time.Second, time.Minute)))); !errors.Is(r.Err, coordinator.ErrTooManyLocks) {
+			t.Fatalf("third waiter on the same lock: %+v, want limit-exceeded", r)
+		}
+	})
+
+	t.Run("withdrawn acquire taken up again", func(t *testing.T) {
+		h := newHarness(t)
+		held := h.apply(0, as(payments2, acquire("busy", "held", time.Minute, 0))).Lease.ID
+		if r := h.apply(0, as(payments1, limited(acquire("busy", "w1", time.Second, time.Millisecond)))); !r.Queued {
+			t.Fatalf("short wait: %+v, want queued", r)
+		}
+		// The holder lets go after w1's wait has ended: w1 is withdrawn
+		// (it holds and waits for nothing) and counts no more, so two
+		// other locks fit under the limit.
+		h.apply(5*time.Millisecond, as(payments2, Command{Op: OpRelease, Lock: "busy", LeaseID: held}))
+		h.apply(6*time.Millisecond, as(payments2, acquire("busy", "held-again", time.Minute, 0)))
+		h.apply(7*time.Millisecond, as(payments1, limited(acquire("l1", "a1", time.Minute, 0))))
+		if r := h.apply(7*time.Millisecond, as(payments1, limited(acquire("l2", "a2", time.Minute, 0)))); r.Err != nil {
+			t.Fatalf("second lock (2 of 2): %+v", r)
+		}
+		r := h.apply(8*time.Millisecond, as(payments1, limited(acquireAttempt("busy", "w1", 1, time.Minute, time.Minute))))
+		if !errors.Is(r.Err, coordinator.ErrTooManyLocks) {
+			t.Fatalf("withdrawn acquire retried at the limit: %+v, want limit-exceeded", r)
+		}
+		if l, err := h.m.Lock("busy"); err != nil || l.Waiters != 0 {
+			t.Fatalf("the refused retry is in line: %+v, %v", l, err)
+		}
+	})
+}

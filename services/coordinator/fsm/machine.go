@@ -415,7 +415,7 @@ func (s *state) acquire(index uint64, now int64, c Command) Result {
 	if r := s.Requests[c.RequestID]; r != nil {
 		return s.retry(index, now, c, r)
 	}
-	if c.MaxLocks > 0 && c.Caller != "" && s.locksOf(c.Caller) >= c.MaxLocks {
+	if s.overLimit(c) {
 		return Result{Err: coordinator.ErrTooManyLocks}
 	}
 	if l == nil {
@@ -458,6 +458,13 @@ func (s *state) retry(index uint64, now int64, c Command, r *request) Result {
 	l := s.Locks[c.Lock]
 	switch {
 	case r.Withdrawn:
+		// A withdrawn request holds and waits for nothing, so taking it
+		// up again is a new claim on the caller's allowance: without this
+		// check, acquires queued with a short wait and retried later would
+		// hold any number of locks.
+		if s.overLimit(c) {
+			return Result{Err: coordinator.ErrTooManyLocks}
+		}
 		if l == nil {
 			l = &lock{}
 			s.Locks[c.Lock] = l
@@ -530,18 +537,25 @@ func (s *state) holderFor(index uint64, now int64, name, leaseID, caller string)
 	return l, nil
 }
 
-// locksOf counts the locks caller holds or waits for.
-func (s *state) locksOf(caller string) int {
+// overLimit tells whether c's caller already has as many claims as the
+// limit its entry carries (no limit on a coordinator without identities).
+func (s *state) overLimit(c Command) bool {
+	return c.MaxLocks > 0 && c.Caller != "" && s.claimsOf(c.Caller) >= c.MaxLocks
+}
+
+// claimsOf counts the leases caller holds and the acquires it has in line.
+// Every queued acquire counts, also a second one on the same lock or one on
+// a lock the caller holds: each is state the log keeps, and counting locks
+// instead let one identity queue without bound on a single lock.
+func (s *state) claimsOf(caller string) int {
 	n := 0
 	for _, l := range s.Locks {
 		if l.Holder != nil && l.Holder.Caller == caller {
 			n++
-			continue
 		}
 		for _, w := range l.Waiters {
 			if w.Caller == caller {
 				n++
-				break
 			}
 		}
 	}

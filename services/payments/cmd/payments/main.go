@@ -71,7 +71,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	store.Cursors = cursor.NewCodec(events.DeriveKey(cfg.InternalSecret, "cursor"))
-	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider))
+	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider),
+		lock.WithHTTPClient(p.Coordinator)) // identity: the coordinator knows this instance by its certificate
 	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
 		paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter))
 	svc := payments.NewService(store, coordinator.Locker{Client: locks, Wait: cfg.LockWait}, bank,
