@@ -3,21 +3,25 @@
 // (/varz, /jsz), which Prometheus cannot scrape; this reads it on every
 // scrape and answers with:
 //
-//	nats_up                                   1 when NATS answered
+//	nats_up                                   1 when the node answered
 //	nats_connections                          client connections now
-//	nats_in_msgs_total, nats_out_msgs_total   messages through the server
-//	nats_slow_consumers_total                 clients NATS had to cut off
+//	nats_in_msgs_total, nats_out_msgs_total   messages through the node
+//	nats_slow_consumers_total                 clients the node had to cut off
 //	nats_jetstream_stream_messages{stream}    messages kept per stream (DEADLETTER: dead letters)
 //	nats_jetstream_consumer_pending{stream,consumer}      not yet delivered
 //	nats_jetstream_consumer_ack_pending{stream,consumer}  delivered, not yet acked
 //	nats_jetstream_consumer_redelivered{stream,consumer}  redelivered, not yet acked
+//
+// each with a server label: it reads every node of a cluster (a
+// comma-separated NATS_MONITOR_URL), and a replicated stream appears once
+// per node that holds a replica.
 //
 // It is part of the compose stack (deploy/docker-compose.yml), not of
 // payonce's services. The NATS project's prometheus-nats-exporter does this
 // and more; it is not reachable from this project's build machines, and the
 // few series above are all the dashboards use (docs/observability.md).
 //
-// Environment: NATS_MONITOR_URL (http://127.0.0.1:8222), EXPORTER_ADDR
+// Environment: NATS_MONITOR_URL (http://127.0.0.1:8222; several, comma-separated, for a cluster), EXPORTER_ADDR
 // (127.0.0.1:7777). /metrics, and /healthz for the container healthcheck.
 package main
 
@@ -30,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,12 +57,18 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if monitorURL == "" {
 		monitorURL = "http://127.0.0.1:8222"
 	}
+	var monitorURLs []string
+	for _, u := range strings.Split(monitorURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			monitorURLs = append(monitorURLs, strings.TrimSuffix(u, "/"))
+		}
+	}
 	addr := getenv("EXPORTER_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:7777"
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(monitorURL, &http.Client{Timeout: 3 * time.Second}))
+	reg.MustRegister(newCollector(monitorURLs, &http.Client{Timeout: 3 * time.Second}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })

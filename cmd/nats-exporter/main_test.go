@@ -68,7 +68,14 @@ func TestExporterReadsARealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	env := map[string]string{"NATS_MONITOR_URL": "http://" + srv.MonitorAddr().String(), "EXPORTER_ADDR": addr}
+	// A second node that is down: its nats_up says so, and the first
+	// node's numbers are there all the same.
+	downPort, err := proc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, down := srv.MonitorAddr().String(), fmt.Sprintf("127.0.0.1:%d", downPort)
+	env := map[string]string{"NATS_MONITOR_URL": "http://" + up + ",http://" + down, "EXPORTER_ADDR": addr}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, io.Discard) }()
@@ -81,12 +88,13 @@ func TestExporterReadsARealServer(t *testing.T) {
 
 	metrics := scrape(t, ctx, "http://"+addr+"/metrics")
 	for _, want := range []string{
-		"nats_up 1",
-		`nats_jetstream_stream_messages{stream="ORDERS"} 3`,
-		`nats_jetstream_consumer_pending{consumer="payments",stream="ORDERS"} 2`,
-		`nats_jetstream_consumer_ack_pending{consumer="payments",stream="ORDERS"} 1`,
-		`nats_jetstream_consumer_redelivered{consumer="payments",stream="ORDERS"} 0`,
-		"nats_connections 1",
+		`nats_up{server="` + up + `"} 1`,
+		`nats_up{server="` + down + `"} 0`,
+		`nats_jetstream_stream_messages{server="` + up + `",stream="ORDERS"} 3`,
+		`nats_jetstream_consumer_pending{consumer="payments",server="` + up + `",stream="ORDERS"} 2`,
+		`nats_jetstream_consumer_ack_pending{consumer="payments",server="` + up + `",stream="ORDERS"} 1`,
+		`nats_jetstream_consumer_redelivered{consumer="payments",server="` + up + `",stream="ORDERS"} 0`,
+		`nats_connections{server="` + up + `"} 1`,
 	} {
 		if !strings.Contains(metrics, want+"\n") {
 			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
@@ -97,7 +105,7 @@ func TestExporterReadsARealServer(t *testing.T) {
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	metrics = scrape(t, ctx, "http://"+addr+"/metrics")
-	if !strings.Contains(metrics, "nats_up 0\n") || strings.Contains(metrics, "nats_jetstream_stream_messages") {
+	if !strings.Contains(metrics, `nats_up{server="`+up+`"} 0`+"\n") || strings.Contains(metrics, "nats_jetstream_stream_messages") {
 		t.Errorf("with NATS gone, /metrics should hold nats_up 0 and nothing else of NATS:\n%s", metrics)
 	}
 }

@@ -55,7 +55,10 @@ func composeParties() []identity.Party {
 	loopback := []string{"localhost", "127.0.0.1"}
 	host := func(names ...string) []string { return append(names, loopback...) }
 	parties := []identity.Party{
-		{ID: identity.ID{Service: identity.NATS, Instance: "nats"}, Hosts: host("nats")},
+		// One certificate for the three nodes of the NATS cluster (as make
+		// dev does): each presents it to clients and, over mutual TLS, to
+		// the other nodes on the cluster routes.
+		{ID: identity.ID{Service: identity.NATS, Instance: "nats"}, Hosts: host("nats", "nats-1", "nats-2", "nats-3")},
 		{ID: identity.ID{Service: identity.Bank, Instance: "bank"}, Hosts: host("bank")},
 		{ID: identity.AdminCLI},
 	}
@@ -135,7 +138,7 @@ func run(_ context.Context, args []string, _ func(string) string, stdout io.Writ
 	}
 	for _, p := range parties {
 		files := identity.PartyFiles(*dir, p.ID)
-		if !*force && fresh(files.Cert, ca, p.ID, now) {
+		if !*force && fresh(files.Cert, ca, p, now) {
 			fmt.Fprintf(stdout, "  kept   %-40s %s\n", p.ID, files.Cert)
 			continue
 		}
@@ -147,9 +150,12 @@ func run(_ context.Context, args []string, _ func(string) string, stdout io.Writ
 	return nil
 }
 
-// fresh reports whether certFile is id's certificate, signed by ca, with
-// more than a third of its life left: worth keeping.
-func fresh(certFile string, ca *identity.CA, id identity.ID, now time.Time) bool {
+// fresh reports whether certFile is p's certificate, signed by ca, naming
+// every host p serves on (a party that gained a host name, like NATS when
+// it became a cluster, gets a new one), with more than a third of its life
+// left: worth keeping.
+func fresh(certFile string, ca *identity.CA, p identity.Party, now time.Time) bool {
+	id := p.ID
 	data, err := os.ReadFile(certFile)
 	if err != nil {
 		return false
@@ -164,6 +170,11 @@ func fresh(certFile string, ca *identity.CA, id identity.ID, now time.Time) bool
 	}
 	if got, err := identity.Of(cert); err != nil || got != id {
 		return false
+	}
+	for _, h := range p.Hosts {
+		if cert.VerifyHostname(h) != nil {
+			return false
+		}
 	}
 	life := cert.NotAfter.Sub(cert.NotBefore)
 	return cert.NotAfter.Sub(now) > life/3

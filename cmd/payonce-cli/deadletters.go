@@ -12,18 +12,28 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/payonce/payonce/internal/eventbus"
+	"github.com/payonce/payonce/internal/identity"
 )
 
 // deadletters runs `payonce-cli deadletters list|show <seq>|replay <seq>`
-// against the NATS servers at natsURL. Replay is for after the cause is
-// fixed: it re-publishes the message on its own subject, with its own
-// headers and body, and the consumers' inboxes apply it once.
-func (c *cli) deadletters(ctx context.Context, natsURL string, args []string) error {
+// against the NATS servers at natsURL, as the operator (identity.AdminCLI,
+// whose certificate is in certsDir) when certsDir is set. Replay is for
+// after the cause is fixed: it re-publishes the message on its own subject,
+// with its own headers and body, and the consumers' inboxes apply it once.
+func (c *cli) deadletters(ctx context.Context, natsURL, certsDir string, args []string) error {
 	usage := errors.New("usage: payonce-cli deadletters list | show <seq> | replay <seq>")
 	if len(args) == 0 {
 		return usage
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("payonce-cli"), nats.Timeout(5*time.Second))
+	opts := []nats.Option{nats.Name("payonce-cli"), nats.Timeout(5 * time.Second)}
+	if certsDir != "" {
+		tlsCfg, err := identity.ClientConfig(identity.PartyFiles(certsDir, identity.AdminCLI), identity.NATS)
+		if err != nil {
+			return fmt.Errorf("nats tls: %w", err)
+		}
+		opts = append(opts, nats.Secure(tlsCfg))
+	}
+	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", natsURL, err)
 	}

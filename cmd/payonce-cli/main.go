@@ -9,7 +9,11 @@
 //	payonce-cli deadletters replay <seq>  # re-publish it, once its cause is fixed
 //
 // Flags or env: -orders (PAYONCE_ORDERS_URL), -payments (PAYONCE_PAYMENTS_URL),
-// -bank (PAYONCE_BANK_URL), -key (PAYONCE_API_KEY), -nats (NATS_URL).
+// -bank (PAYONCE_BANK_URL), -key (PAYONCE_API_KEY), -nats (NATS_URL),
+// -certs (PAYONCE_CERTS_DIR): the directory of the stack's certificates
+// (ca.crt, admin-cli.crt/.key), for NATS's mutual TLS; make dev prints it
+// at start-up. Without it the CLI connects to NATS without TLS, which only a
+// test server accepts.
 package main
 
 import (
@@ -58,6 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&c.bank, "bank", def("PAYONCE_BANK_URL", "http://127.0.0.1:8099"), "bank simulator base URL")
 	fs.StringVar(&c.key, "key", def("PAYONCE_API_KEY", "payonce-demo-key-1"), "API key")
 	natsURL := fs.String("nats", def("NATS_URL", "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"), "NATS server URLs")
+	certs := fs.String("certs", def("PAYONCE_CERTS_DIR", ""), "directory with ca.crt and admin-cli.crt/.key: connect to NATS as the operator, over mutual TLS")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -88,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return c.fault(ctx, rest[1])
 	case "deadletters":
-		return c.deadletters(ctx, *natsURL, rest[1:])
+		return c.deadletters(ctx, *natsURL, *certs, rest[1:])
 	default:
 		return fmt.Errorf("unknown command %q (want demo, order, fault or deadletters)", rest[0])
 	}

@@ -29,6 +29,17 @@ func composeSecurity() Security {
 	return Security{Server: nats, Users: UsersFor(ids...)}
 }
 
+// composeCluster is the cluster block of deploy/nats/nats.conf: the three
+// nodes of compose (nats-1..3) route to each other over mutual TLS with the
+// same certificate files as make dev's cluster (Security.routeTLSConf), and
+// advertise no addresses of their own: the services are given every node's
+// URL, and container addresses would not match the certificate.
+func composeCluster(s Security) string {
+	return "cluster {\n  name: \"payonce\"\n  listen: \"0.0.0.0:6222\"\n" +
+		"  routes: [\"nats-route://nats-1:6222\", \"nats-route://nats-2:6222\", \"nats-route://nats-3:6222\"]\n" +
+		"  no_advertise: true\n" + s.routeTLSConf() + "}\n"
+}
+
 // TestComposeConfigMatches keeps the committed configuration of compose's
 // NATS equal to what the code grants. PAYONCE_WRITE_NATS_CONF=1 rewrites
 // its generated part.
@@ -40,7 +51,8 @@ func TestComposeConfigMatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	head, _, found := strings.Cut(string(data), marker)
-	want := composeSecurity().Conf()
+	sec := composeSecurity()
+	want := sec.Conf() + composeCluster(sec)
 	if os.Getenv("PAYONCE_WRITE_NATS_CONF") == "1" {
 		if err := os.WriteFile(file, []byte(head+marker+want), 0o644); err != nil {
 			t.Fatal(err)
@@ -69,11 +81,17 @@ func TestComposeConfigMatches(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(local), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("NATS_SERVER_NAME", "nats-2") // compose sets it per node
 	opts, err := server.ProcessConfigFile(conf)
 	if err != nil {
 		t.Fatalf("nats-server refuses %s: %v", file, err)
 	}
 	if opts.TLSConfig == nil || opts.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert || !opts.TLSMap || len(opts.Users) != 5 || !opts.JetStream {
 		t.Fatalf("parsed: tls=%v map=%v users=%d jetstream=%v", opts.TLSConfig != nil, opts.TLSMap, len(opts.Users), opts.JetStream)
+	}
+	if opts.ServerName != "nats-2" || opts.Cluster.Name != "payonce" || len(opts.Routes) != 3 || !opts.Cluster.NoAdvertise ||
+		opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatalf("parsed cluster: name %q/%q, %d routes, no_advertise %v, route tls %v",
+			opts.ServerName, opts.Cluster.Name, len(opts.Routes), opts.Cluster.NoAdvertise, opts.Cluster.TLSConfig != nil)
 	}
 }

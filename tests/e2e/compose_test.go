@@ -33,11 +33,13 @@ const (
 	payments2  = "http://127.0.0.1:8091"
 	bank       = "http://127.0.0.1:8099"
 	jaeger     = "http://127.0.0.1:16686"
-	natsHealth = "http://127.0.0.1:8222/healthz?js-enabled-only=true"
 	demoAPIKey = "payonce-demo-key-1"
 )
 
 var coordinators = []string{"http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103"}
+
+// natsMonitors are the monitoring ports of the three NATS nodes.
+var natsMonitors = []string{"http://127.0.0.1:8222", "http://127.0.0.1:8223", "http://127.0.0.1:8224"}
 
 // stack refuses to run without the stack deploy/e2e.sh brings up: the
 // build tag keeps these tests out of a plain `go test ./...`, and a run with
@@ -51,7 +53,12 @@ func stack(t *testing.T) {
 
 func TestEveryServiceIsReady(t *testing.T) {
 	stack(t)
-	urls := []string{payments1 + "/readyz", payments2 + "/readyz", bank + "/readyz", natsHealth, jaeger + "/api/services"}
+	urls := []string{payments1 + "/readyz", payments2 + "/readyz", bank + "/readyz", jaeger + "/api/services"}
+	// Each NATS node is healthy: in the cluster, with a JetStream leader,
+	// its replicas current.
+	for _, m := range natsMonitors {
+		urls = append(urls, m+"/healthz")
+	}
 	for _, c := range coordinators {
 		urls = append(urls, c+"/readyz")
 	}
@@ -59,6 +66,45 @@ func TestEveryServiceIsReady(t *testing.T) {
 	for _, url := range urls {
 		if r := call(t, "GET", url, "", "", nil, nil); r.status != 200 {
 			t.Errorf("GET %s: %d %s", url, r.status, r.body)
+		}
+	}
+}
+
+// TestStreamsAreReplicatedOnThreeNodes: compose runs NATS as a 3-node
+// JetStream cluster, and every stream payonce uses has 3 replicas (R3), a
+// leader and two current followers, so an acknowledged event is on two
+// nodes before the outbox counts it published.
+func TestStreamsAreReplicatedOnThreeNodes(t *testing.T) {
+	stack(t)
+	g := call(t, "GET", natsMonitors[0]+"/jsz?accounts=true&streams=true&config=true", "", "", nil, nil)
+	var jsz struct {
+		AccountDetails []struct {
+			StreamDetail []struct {
+				Name   string
+				Config struct {
+					Replicas int `json:"num_replicas"`
+				}
+				Cluster struct {
+					Leader   string
+					Replicas []struct{ Name string }
+				}
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	g.decode(t, &jsz)
+	seen := map[string]bool{}
+	for _, a := range jsz.AccountDetails {
+		for _, s := range a.StreamDetail {
+			seen[s.Name] = true
+			if s.Config.Replicas != 3 || s.Cluster.Leader == "" || len(s.Cluster.Replicas) != 2 {
+				t.Errorf("stream %s: %d replicas configured, leader %q, %d followers; want R3 with a leader and 2 followers",
+					s.Name, s.Config.Replicas, s.Cluster.Leader, len(s.Cluster.Replicas))
+			}
+		}
+	}
+	for _, name := range []string{"ORDERS", "PAYMENTS", "DEADLETTER"} {
+		if !seen[name] {
+			t.Errorf("stream %s is not on nats-1: %.300s", name, g.body)
 		}
 	}
 }

@@ -95,12 +95,14 @@ func TestPrometheusScrapesEveryTarget(t *testing.T) {
 }
 
 // TestAPaymentMovesThePaymentCounters makes one payment and waits for
-// Prometheus to see it in the payments service's counters.
+// Prometheus to see it in the payments service's counters and in the
+// gauge of payments by status (read from the payments database).
 func TestAPaymentMovesThePaymentCounters(t *testing.T) {
 	stack(t)
 	queries := []string{
 		`sum(payonce_endpoint_duration_seconds_count{job="payments",endpoint="create_payment",outcome="ok"})`,
 		`sum(payonce_idempotency_requests_total{job="payments",outcome="claimed"})`,
+		`max(payonce_payments_by_status{job="payments",status="succeeded"})`,
 	}
 	before := make([]float64, len(queries))
 	for i, q := range queries {

@@ -17,9 +17,10 @@ import (
 
 // TestDuplicateStormAndKillsUnderLoad runs against the compose stack what
 // the integration tests run against local processes: a storm of identical
-// requests makes one order, and SIGKILLing the Raft leader's container and
-// a payments container while clients keep ordering loses nothing and
-// charges nothing twice; the killed containers then start again and rejoin.
+// requests makes one order, and SIGKILLing the Raft leader's container, a
+// payments container and one NATS node while clients keep ordering loses
+// nothing and charges nothing twice; the killed containers then start
+// again and rejoin (the NATS node catches its stream replicas up).
 func TestDuplicateStormAndKillsUnderLoad(t *testing.T) {
 	stack(t)
 	run := randomHex(4)
@@ -66,7 +67,7 @@ func TestDuplicateStormAndKillsUnderLoad(t *testing.T) {
 		t.Fatalf("the storm made %d orders, want 1", len(list.Orders))
 	}
 
-	// Load, with the coordinator leader and payments-2 killed a third in.
+	// Load, with the coordinator leader, payments-2 and nats-2 killed a third in.
 	leader := coordinatorLeader(t)
 	const clients, perClient = 4, 15
 	var mu sync.Mutex
@@ -97,7 +98,7 @@ func TestDuplicateStormAndKillsUnderLoad(t *testing.T) {
 						done++
 						if done == clients*perClient/3 {
 							killOnce.Do(func() {
-								killErr = errors.Join(dockerKill(leader), dockerKill("payments-2"))
+								killErr = errors.Join(dockerKill(leader), dockerKill("payments-2"), dockerKill("nats-2"))
 							})
 						}
 						mu.Unlock()
@@ -126,12 +127,12 @@ func TestDuplicateStormAndKillsUnderLoad(t *testing.T) {
 	// restart a crashed process (Docker does not restart a killed container
 	// by its restart policy), and become healthy: the coordinator rejoins
 	// the cluster from its Raft log, payments-2 rejoins the ring.
-	for _, service := range []string{leader, "payments-2"} {
+	for _, service := range []string{leader, "payments-2", "nats-2"} {
 		if err := dockerStart(service); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, service := range []string{leader, "payments-2"} {
+	for _, service := range []string{leader, "payments-2", "nats-2"} {
 		waitHealthy(t, service)
 	}
 	// Every accepted order is paid, and each payment was captured once.
@@ -155,7 +156,7 @@ func TestDuplicateStormAndKillsUnderLoad(t *testing.T) {
 			t.Fatalf("payment %s of order %s captured %d times, want 1", o.PaymentID, id, len(ledger.Entries))
 		}
 	}
-	t.Logf("%d orders under load, leader %s and payments-2 killed mid-way: all paid, each captured once", len(accepted), leader)
+	t.Logf("%d orders under load, leader %s, payments-2 and nats-2 killed mid-way: all paid, each captured once", len(accepted), leader)
 }
 
 func orderBody(customer string, quantity int) map[string]any {
