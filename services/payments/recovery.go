@@ -156,6 +156,12 @@ func (r *Recovery) try(ctx context.Context, kind RecoveryKind, id, status string
 		r.Logger.InfoContext(ctx, "recovery: finished unfinished work", "kind", string(kind), "id", id, "was", status)
 		return "healed"
 	}
+	if errors.Is(err, ErrNotOwner) {
+		// Another instance owns the row's partition and heals it there.
+		// Deferring here would push the owner's next try further out on
+		// every pass a non-owner makes, so the row is left as it is.
+		return "not-owner"
+	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, "not finished")
 	if errs.KindOf(err) == errs.Invalid {

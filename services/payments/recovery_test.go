@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +179,60 @@ func TestParkedRowIsNoLongerDue(t *testing.T) {
 	}
 	if due, err := store.DuePayments(ctx, 0, 10); err != nil || len(due) != 0 {
 		t.Fatalf("due right after a one-hour deferral: %v, %v; want none", due, err)
+	}
+}
+
+// notOwner is an instance that owns no partition: every charge it is asked
+// to settle belongs to another instance.
+type notOwner struct{ asked atomic.Int64 }
+
+func (n *notOwner) Acquire(context.Context, string, time.Duration) (payments.Lease, error) {
+	n.asked.Add(1)
+	return nil, payments.ErrNotOwner
+}
+
+// TestRecoveryLeavesAnotherOwnersRowsAlone: with partition leases every
+// instance's recovery worker sees every due row, but only the partition's
+// owner can finish it. A non-owner's pass must leave the row as it is: had
+// it deferred the row, each pass of each non-owner would push the owner's
+// next try further out (up to the maximum back-off), and a crashed charge
+// would wait minutes to be healed.
+func TestRecoveryLeavesAnotherOwnersRowsAlone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, dbURL := testenv.NewPool(t)
+	if _, err := migrations.Up(ctx, dbURL, "payments"); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewStore(pool, propagation.TraceContext{})
+	p := payments.Payment{ID: payments.PaymentIDFor("shop", "elsewhere"), Caller: "shop", CustomerID: "owned-elsewhere",
+		Amount: 100, Currency: "EUR", Card: "4242424242424242", CardLast4: "4242", Status: payments.Pending, BankKey: "k-elsewhere"}
+	if _, _, err := store.CreatePayment(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	locker := &notOwner{}
+	tracer := tracenoop.NewTracerProvider().Tracer("test")
+	svc := payments.NewService(store, locker, nil, payments.Config{LockTTL: 5 * time.Second}, tracer, nil)
+	rec := &payments.Recovery{Service: svc, Store: store, Interval: 20 * time.Millisecond, OlderThan: 0, Batch: 10,
+		Tracer: tracer, Meter: noop.NewMeterProvider().Meter("test"), Logger: discardLogger()}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(runCtx) }()
+	waitFor(t, ctx, "three passes to reach the row", func() bool { return locker.asked.Load() >= 3 })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var tries int
+	var deferred bool
+	if err := pool.QueryRow(ctx, `SELECT recovery_attempts, recovery_next_at IS NOT NULL FROM payments WHERE id = $1`, p.ID).Scan(&tries, &deferred); err != nil {
+		t.Fatal(err)
+	}
+	if tries != 0 || deferred {
+		t.Fatalf("a non-owner's passes deferred the row: %d tries, deferred %v; want it left for its owner", tries, deferred)
+	}
+	due, err := store.DuePayments(ctx, 0, 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("the row is no longer due for its owner: %v, %v", due, err)
 	}
 }
