@@ -141,7 +141,10 @@ func TestPaymentRetryIsReplayed(t *testing.T) {
 
 // TestOrderIsPaidInOneTrace: an order placed with a known trace id is paid
 // over NATS, and Jaeger's HTTP API returns one trace with spans of orders,
-// payments, the coordinator and the bank, ending with the order update.
+// payments and the bank, ending with the order update. Under partition
+// leases (ADR 0070, the default) the coordinator is not on a payment's
+// path: the lease check is the partition and its token as attributes of
+// payments.settle, and the trace has no lock span and no coordinator span.
 func TestOrderIsPaidInOneTrace(t *testing.T) {
 	stack(t)
 	traceID := randomHex(16)
@@ -167,8 +170,7 @@ func TestOrderIsPaidInOneTrace(t *testing.T) {
 		{"orders", "POST /v1/orders"},
 		{"orders", "publish orders.created"},
 		{"payments", "process orders.created"},
-		{"payments", "lock.acquire"},
-		{"coordinator", ""},
+		{"payments", "payments.settle"},
 		{"payments", "bank POST"},
 		{"bank", "POST"},
 		{"payments", "publish payments.succeeded"},
@@ -191,6 +193,14 @@ func TestOrderIsPaidInOneTrace(t *testing.T) {
 		return len(missing) == 0, fmt.Sprintf("missing %v; have %v", missing, trace.operations())
 	})
 	t.Logf("trace %s: %d spans in services %v", traceID, len(trace.Spans), trace.services())
+	if trace.has("coordinator", "") || trace.has("payments", "lock.") {
+		t.Errorf("a payment under partition leases went to the coordinator: %v", trace.operations())
+	}
+	for _, sp := range trace.Spans {
+		if sp.OperationName == "payments.settle" && (sp.tag("partition") == "" || sp.tag("partition.token") == "") {
+			t.Errorf("payments.settle carries no lease check (partition, partition.token): %+v", sp.Tags)
+		}
+	}
 
 	// The query the README shows: recent traces of a service.
 	g := call(t, "GET", jaeger+"/api/traces?service=payments&limit=50&lookback=1h", "", "", nil, nil)
@@ -203,12 +213,28 @@ func TestOrderIsPaidInOneTrace(t *testing.T) {
 // jaegerTrace is the part of a trace in Jaeger's HTTP API (api/traces) the
 // checks read.
 type jaegerTrace struct {
-	TraceID string
-	Spans   []struct {
-		OperationName string
-		ProcessID     string
-	}
+	TraceID   string
+	Spans     []jaegerSpan
 	Processes map[string]struct{ ServiceName string }
+}
+
+type jaegerSpan struct {
+	OperationName string
+	ProcessID     string
+	Tags          []struct {
+		Key   string
+		Value any
+	}
+}
+
+// tag returns the span's attribute key as text ("" if it has none).
+func (s jaegerSpan) tag(key string) string {
+	for _, t := range s.Tags {
+		if t.Key == key {
+			return fmt.Sprint(t.Value)
+		}
+	}
+	return ""
 }
 
 func (tr jaegerTrace) has(service, operationPrefix string) bool {
