@@ -103,6 +103,16 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Fatalf("%s: %v\nconsole errors: %v\npage:\n%s", what, err, errorsSoFar(), text)
 		}
 	}
+	// click clicks the element selector names from inside the page, in one
+	// evaluation, retried until the element is there. The page re-renders
+	// its tables on every update, so a node found by one protocol call can be
+	// gone by the next ("Could not find node with given id" from a
+	// chromedp.Click that hit a re-render); finding and clicking in one
+	// script cannot be split by a render.
+	click := func(what, selector string) {
+		t.Helper()
+		waitFor(what, fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (el === null) return false; el.click(); return true; })()`, selector))
+	}
 	eval := func(expression string) string {
 		t.Helper()
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expression))
@@ -165,28 +175,28 @@ func TestConsoleInABrowser(t *testing.T) {
 	// The storm's trace, drawn inline from the dev stack's sink (no Jaeger
 	// UI here): the order's row offers it once its spans have arrived.
 	waitForTrace(t, s.urls["devstack control"], storm.TraceID)
-	do("draw the storm's trace", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#orders [data-trace="%s"]`, storm.TraceID))))
+	click("draw the storm's trace", fmt.Sprintf(`#orders [data-trace="%s"]`, storm.TraceID))
 	waitFor("the waterfall is drawn", `(() => { const img = document.querySelector('#waterfall img');
 		return img !== null && img.complete && img.naturalWidth > 0; })()`)
 	screenshot("console-trace.png")
 
 	// Kill the leader from the page: a new leader shows, then restart it.
 	old := eval(`document.querySelector('#leader').textContent`)
-	do("kill the leader", chromedp.Click(chromedp.CSS("#kill-leader")))
+	click("kill the leader", "#kill-leader")
 	waitFor("a new leader", fmt.Sprintf(`(() => { const l = document.querySelector('#leader').textContent;
 		return l !== %q && l !== 'none' && l !== '?' && document.querySelectorAll('#raft tr.down').length === 1
 			&& document.querySelectorAll('#raft tr.leader').length === 1; })()`, old))
 	t.Logf("leader %s killed; new leader %s", old, eval(`document.querySelector('#leader').textContent`))
 	screenshot("console-leader-killed.png")
-	do("restart the old leader", chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-start="coordinator-%s"]`, old))))
+	click("restart the old leader", fmt.Sprintf(`[data-start="coordinator-%s"]`, old))
 	waitFor("three coordinators again", `document.querySelectorAll('#raft tr[data-node]').length === 3 && !document.querySelector('#raft tr.down')`)
 
 	// Stop a payments instance: it leaves the ring and its slots move.
-	do("stop payments-2", chromedp.Click(chromedp.CSS(`#ring-payments [data-stop="payments-2"]`)))
+	click("stop payments-2", `#ring-payments [data-stop="payments-2"]`)
 	waitFor("payments-2 left the ring", `document.querySelectorAll('#ring-payments [data-member]').length === 1
 		&& document.querySelectorAll('#ring-payments path.moved').length > 0`)
 	screenshot("console-ring-moved.png")
-	do("start payments-2", chromedp.Click(chromedp.CSS(`[data-start="payments-2"]`)))
+	click("start payments-2", `[data-start="payments-2"]`)
 	waitFor("payments-2 is back on the ring", `document.querySelectorAll('#ring-payments [data-member]').length === 2`)
 
 	// Pause payments-2 past its lease: frozen (SIGSTOP) for
@@ -194,7 +204,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// its membership nor its locks. The page shows it paused and off the
 	// ring, its slots moved; when the stack resumes it (SIGCONT) it finds
 	// its registration gone, registers again and is back.
-	do("pause payments-2", chromedp.Click(chromedp.CSS(`#ring-payments [data-pause="payments-2"]`)))
+	click("pause payments-2", `#ring-payments [data-pause="payments-2"]`)
 	waitFor("payments-2 is paused, and off the ring", `document.querySelector('#ring-payments [data-paused="payments-2"]:not([data-member])') !== null
 		&& document.querySelectorAll('#ring-payments [data-member]').length === 1
 		&& document.querySelectorAll('#ring-payments path.moved').length > 0`)
@@ -208,24 +218,24 @@ func TestConsoleInABrowser(t *testing.T) {
 	// outcome; when orders' database is back, the order is paid, with one
 	// capture at the bank.
 	const customer = "outage-browser"
-	do("stop the payments database", chromedp.Click(chromedp.CSS(`[data-db-stop="payments"]`)))
+	click("stop the payments database", `[data-db-stop="payments"]`)
 	waitFor("the payments database refuses connections", `document.querySelector('[data-database="payments"][data-stopped="true"]') !== null`)
 	do("order while payments' database is away", chromedp.SetValue(chromedp.CSS("#storm-n"), "3"),
 		chromedp.SetValue(chromedp.CSS("#storm-customer"), customer), chromedp.Click(chromedp.CSS("#storm-start")))
 	waitFor("the order is accepted and waits for its payment", fmt.Sprintf(`(() => {
 		const o = document.querySelector('#orders tr[data-customer=%q]');
 		return o !== null && o.dataset.status === 'pending_payment'; })()`, customer))
-	do("stop the orders database", chromedp.Click(chromedp.CSS(`[data-db-stop="orders"]`)))
+	click("stop the orders database", `[data-db-stop="orders"]`)
 	waitFor("the orders database refuses connections, and the order shows as last read", fmt.Sprintf(`
 		document.querySelector('[data-database="orders"][data-stopped="true"]') !== null
 		&& document.querySelector('#orders tr[data-customer=%q][data-stale="true"]') !== null`, customer))
-	do("start the payments database", chromedp.Click(chromedp.CSS(`[data-db-start="payments"]`)))
+	click("start the payments database", `[data-db-start="payments"]`)
 	waitFor("the payment succeeds while orders cannot record it", fmt.Sprintf(`
 		document.querySelector('[data-database="payments"][data-stopped="false"]') !== null
 		&& document.querySelector('#payments tr[data-customer=%q][data-status="succeeded"]') !== null
 		&& document.querySelector('#orders tr[data-customer=%q][data-stale="true"][data-status="pending_payment"]') !== null`, customer, customer))
 	screenshot("console-database-stopped.png")
-	do("start the orders database", chromedp.Click(chromedp.CSS(`[data-db-start="orders"]`)))
+	click("start the orders database", `[data-db-start="orders"]`)
 	waitFor("the order is paid once orders' database is back", fmt.Sprintf(`
 		document.querySelector('#orders tr[data-customer=%q][data-status="paid"]:not([data-stale])') !== null`, customer))
 	payment := eval(fmt.Sprintf(`document.querySelector('#payments tr[data-customer=%q]').dataset.id`, customer))

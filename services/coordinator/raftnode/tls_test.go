@@ -87,16 +87,36 @@ func TestRaftRefusesNodesWithoutTheCAsCertificate(t *testing.T) {
 			// No request of the rogue reached Raft (all failed at the
 			// handshake, above), so it cannot have moved the term or the
 			// leader; those are not compared, since a loaded test machine
-			// may cause an election of its own. The configuration is.
+			// may cause an election of its own. The configuration is, once
+			// the rogue has stopped: with 50 ms election timeouts it makes
+			// the nodes run dozens of TLS handshakes a second, which under
+			// the race detector on two loaded cores starved the cluster's
+			// heartbeats (no leader within 10 s, twice). That is load any
+			// TCP client can cause, certificates or not; what the rogue
+			// could change is what is checked here.
+			if err := node.Close(); err != nil {
+				t.Logf("closing the rogue: %v", err)
+			}
 			leader := c.WaitLeader(10 * time.Second)
 			if after := c.Node(leader).NodeStatus(); !slices.Equal(after.Voters, before.Voters) {
 				t.Fatalf("the voters changed: before %v, after %v", before.Voters, after.Voters)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// The cluster goes on granting. An election of the loaded
+			// machine's own (see above) can take leadership away between
+			// WaitLeader and Apply; the grant is then asked of the next
+			// leader, within a bounded time.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			res, err := c.Node(leader).Apply(ctx, fsm.Command{Op: fsm.OpAcquire, Lock: "still-works-" + rogue.name[:2], RequestID: "r-" + rogue.name[:2], TTL: time.Second})
-			if err != nil || res.Err != nil || res.Lease == nil {
-				t.Fatalf("the cluster stopped granting: %v %+v", err, res)
+			cmd := fsm.Command{Op: fsm.OpAcquire, Lock: "still-works-" + rogue.name[:2], RequestID: "r-" + rogue.name[:2], TTL: time.Minute}
+			for {
+				res, err := c.Node(leader).Apply(ctx, cmd)
+				if err == nil && res.Err == nil && res.Lease != nil {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("the cluster stopped granting: %v %+v", err, res)
+				}
+				leader = c.WaitLeader(10 * time.Second)
 			}
 		})
 	}

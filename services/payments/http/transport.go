@@ -47,6 +47,7 @@ func NewHandler(e Endpoints, keys apikey.Keys, idem *idempotency.Middleware, int
 	mux.Handle("POST /v1/payments/{id}/refunds", limit(routing.wrapRefund(idem.Wrap(server(e.CreateRefund, decodeCreateRefund)))))
 	if internal != nil {
 		mux.Handle("POST "+PayOrderPath, internal)
+		mux.Handle("POST "+RefundOrderPath, internal)
 	}
 	return keys.Authenticate(mux)
 }

@@ -68,11 +68,25 @@ func (c OrderConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
 // orders.refund_requested, shared by every instance like DurableName.
 const RefundDurableName = "payments-orders-refunds"
 
+// RefundOwner routes a refund to the instance owning its customer.
+type RefundOwner interface {
+	// Owns reports whether this instance owns caller's customer.
+	Owns(caller, customerID string) bool
+	// RefundAtOwner asks the owner to refund the order; forwarded is false
+	// when the owner could not be reached, and the refund should then be
+	// tried here.
+	RefundAtOwner(ctx context.Context, ev events.RefundRequestedEvent) (forwarded bool, err error)
+}
+
 // RefundConsumer refunds the orders that orders.refund_requested names.
-// Any instance may do it: the refund takes the customer's lock and fences
-// its writes like a charge, so overlapping instances cannot both refund.
+// The refund is made under the customer's lease and fences its writes like
+// a charge, so overlapping instances cannot both refund.
 type RefundConsumer struct {
 	Service payments.Service
+	// Owner, when set, hands a refund for a customer this instance does
+	// not own to its owner. Under partition leases only the owner can
+	// write it, and a redelivered event may keep coming back here.
+	Owner RefundOwner
 	// Refusals records events that failed verification.
 	Refusals events.Refusals
 }
@@ -84,6 +98,13 @@ func (c RefundConsumer) Handle(ctx context.Context, msg jetstream.Msg) error {
 	var ev events.RefundRequestedEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 		return refuse(ctx, c.Refusals, msg, fmt.Errorf("decode %s: %w", msg.Subject(), err))
+	}
+	if c.Owner != nil && !c.Owner.Owns(ev.Caller, ev.CustomerID) {
+		forwarded, err := c.Owner.RefundAtOwner(ctx, ev)
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("partition.forwarded", forwarded))
+		if forwarded {
+			return classify(ctx, c.Refusals, msg, err)
+		}
 	}
 	_, err := c.Service.RefundOrder(ctx, ev)
 	return classify(ctx, c.Refusals, msg, err)

@@ -145,8 +145,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	internal := apikey.Only(peerCaller, paymentshttp.PayOrderHandler(
-		paymentshttp.MakePayOrderEndpoint(svc, p.Endpoint("pay_order")), httpkit.ServerOptions(p.Logger)...))
+	internal := apikey.Only(peerCaller, paymentshttp.InternalRoutes(
+		paymentshttp.PayOrderHandler(paymentshttp.MakePayOrderEndpoint(svc, p.Endpoint("pay_order")), httpkit.ServerOptions(p.Logger)...),
+		paymentshttp.RefundOrderHandler(paymentshttp.MakeRefundOrderEndpoint(svc, p.Endpoint("refund_order")), httpkit.ServerOptions(p.Logger)...)))
 	api := paymentshttp.NewHandler(paymentshttp.MakeEndpoints(svc, p.Endpoint), keys, idem, internal,
 		quota.New(cfg.Quota, apikey.Caller), routing, p.Logger)
 	// The orders reconciliation sweeper's read of an order's payment.
@@ -172,7 +173,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	})
 	g.Go("orders.refund_requested consumer", func(ctx context.Context) error {
 		return p.Consumer("ORDERS", paymentsnats.RefundDurableName, events.OrderRefundRequested).
-			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc, Refusals: refusals}.Handle)
+			Run(ctx, p.JetStream, paymentsnats.RefundConsumer{Service: svc, Owner: owners, Refusals: refusals}.Handle)
 	})
 	g.Go("recovery worker", func(ctx context.Context) error {
 		recovery := &payments.Recovery{Service: svc, Store: store, Interval: cfg.RecoveryInterval, OlderThan: cfg.RecoveryAfter,
