@@ -34,8 +34,14 @@ func MakePayOrderEndpoint(svc payments.Service, mw endpoint.Middleware) endpoint
 
 // PayOrderHandler serves PayOrderPath.
 func PayOrderHandler(e endpoint.Endpoint, opts ...kithttp.ServerOption) http.Handler {
+	return eventHandler[events.OrderCreatedEvent](e, opts...)
+}
+
+// eventHandler serves a hand-over route whose body is one event of type E,
+// decoded strictly like every request body.
+func eventHandler[E any](e endpoint.Endpoint, opts ...kithttp.ServerOption) http.Handler {
 	return kithttp.NewServer(e, func(_ context.Context, r *http.Request) (any, error) {
-		var ev events.OrderCreatedEvent
+		var ev E
 		err := httpkit.DecodeJSON(r, &ev)
 		return ev, err
 	}, httpkit.EncodeJSON, opts...)
@@ -57,11 +63,7 @@ func MakeRefundOrderEndpoint(svc payments.Service, mw endpoint.Middleware) endpo
 
 // RefundOrderHandler serves RefundOrderPath.
 func RefundOrderHandler(e endpoint.Endpoint, opts ...kithttp.ServerOption) http.Handler {
-	return kithttp.NewServer(e, func(_ context.Context, r *http.Request) (any, error) {
-		var ev events.RefundRequestedEvent
-		err := httpkit.DecodeJSON(r, &ev)
-		return ev, err
-	}, httpkit.EncodeJSON, opts...)
+	return eventHandler[events.RefundRequestedEvent](e, opts...)
 }
 
 // InternalRoutes serves the two hand-over routes (PayOrderPath and
