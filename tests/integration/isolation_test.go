@@ -163,7 +163,10 @@ func TestCallersSeeOnlyTheirOwn(t *testing.T) {
 			t.Fatalf("alice's orders for one caller: %s, want only %s", r.Body, c.want)
 		}
 	}
-	for _, resource := range []string{"customer:shop:alice", "customer:other:alice"} {
+	// Each caller's alice is fenced as that caller's customer: under
+	// partition leases (the default, ADR 0070) through the fence row of the
+	// partition her caller-scoped key falls in.
+	for _, resource := range []string{payments.CustomerPartitionName("shop", "alice"), payments.CustomerPartitionName("other", "alice")} {
 		if got := dbCount(t, s.payments.dbURL, `SELECT count(*) FROM fence_tokens WHERE resource = $1`, resource); got != 1 {
 			t.Fatalf("fence %s: %d rows, want 1", resource, got)
 		}
