@@ -39,8 +39,11 @@ func TestOddInputIsRefusedAndNothingSticks(t *testing.T) {
 		t.Fatal("payments still running after its failpoint")
 	}
 	pay.restart(0)
-	if got := dbCount(t, pay.dbURL, `SELECT count(*) FROM payments WHERE id = $1 AND status = 'authorizing'`, stuckID); got != 1 {
-		t.Fatal("the payment is not stuck in authorizing")
+	// Under partition leases (ADR 0070) the restarted instance, taking its
+	// partitions again, may resume the stuck payment at once instead of
+	// after PAYMENTS_RECOVERY_AFTER; either way there is exactly one row.
+	if got := dbCount(t, pay.dbURL, `SELECT count(*) FROM payments WHERE id = $1 AND status IN ('authorizing', 'succeeded')`, stuckID); got != 1 {
+		t.Fatal("the payment is neither stuck in authorizing nor healed")
 	}
 
 	// Real cursors, to misuse on other lists.
