@@ -84,8 +84,9 @@ func TestStalledPartitionOwnerIsFencedOut(t *testing.T) {
 	id := payments.PaymentIDFor("shop", "stalled-1")
 	partition := payments.CustomerPartitionName("shop", "cust-stalled")
 	answered := make(chan apiResponse, 1)
+	first := svc.urls[0] // read here: a later svc.start() appends to svc.urls
 	go func() {
-		answered <- call("POST", svc.urls[0]+"/v1/payments", testAPIKey, "stalled-1", newPayment("cust-stalled", 4200))
+		answered <- call("POST", first+"/v1/payments", testAPIKey, "stalled-1", newPayment("cust-stalled", 4200))
 	}()
 	eventually(t, 10*time.Second, "payments-1 inside the bank call", func() bool {
 		status, _ := paymentRow(t, svc.dbURL, id)
@@ -156,6 +157,8 @@ func TestPartitionsMoveOnJoinUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	keys := map[string]bool{}
 	var retries atomic.Int64
+	// Read before the goroutines start: svc.start() below appends to svc.urls.
+	first := svc.urls[0]
 	for c := range 8 {
 		wg.Add(1)
 		go func() {
@@ -169,7 +172,7 @@ func TestPartitionsMoveOnJoinUnderLoad(t *testing.T) {
 				key := fmt.Sprintf("join-%d", seq.Add(1))
 				customer := fmt.Sprintf("cust-%d-%d", c, seq.Load()%50)
 				for attempt := 0; ; attempt++ {
-					r := call("POST", svc.urls[0]+"/v1/payments", testAPIKey, key, newPayment(customer, 100))
+					r := call("POST", first+"/v1/payments", testAPIKey, key, newPayment(customer, 100))
 					if r.Status == http.StatusCreated {
 						break
 					}
