@@ -5,7 +5,8 @@
 #      the third-party ones as stand-ins the PAYONCE_*_IMAGE variables select;
 #   2. docker-compose -f deploy/docker-compose.yml -p payonce up -d;
 #   3. wait, bounded, until every container is healthy (the migrate job: exited 0);
-#   4. go test ./tests/e2e with PAYONCE_E2E=compose (readiness, idempotent
+#   4. go test ./tests/e2e with PAYONCE_E2E=compose and PAYONCE_E2E_CERTS (the
+#      stack's certificates, copied out of its certs volume) (readiness, idempotent
 #      replay, an order paid in one trace that Jaeger returns, Prometheus,
 #      kills under load, PostgreSQL stopped for a minute under load);
 #   5. down -v, always, even when a step failed or the script is interrupted.
@@ -79,6 +80,7 @@ cleanup() {
     "${COMPOSE[@]}" ps || true
     "${COMPOSE[@]}" logs --no-color --tail=40 || true
   fi
+  [ -z "${certs_dir:-}" ] || rm -rf "$certs_dir"
   log "tearing down (down -v)"
   "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || "${COMPOSE[@]}" down -v --remove-orphans || true
   log "total ${SECONDS}s (images ${t_images}s)"
@@ -129,6 +131,13 @@ while :; do
 done
 t_healthy=$SECONDS
 log "all ${#ids[@]} containers healthy after $((t_healthy - t_images))s"
+
+# The stack's PKI, for the tests' calls to the coordinators (HTTPS with
+# client certificates only): copied out of the certs volume through a
+# container that mounts it.
+certs_dir=$(mktemp -d)
+docker cp "$("${COMPOSE[@]}" ps -q coordinator-1)":/certs/. "$certs_dir"
+export PAYONCE_E2E_CERTS=$certs_dir
 
 log "go test ./tests/e2e (PAYONCE_E2E=compose)"
 # 15 minutes: the tests take about 5, of which the database outage alone

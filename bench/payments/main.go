@@ -12,10 +12,20 @@
 // and lease writes, membership heartbeats and expiry ticks all count), then
 // a breakdown of where a new payment's time goes, from the spans the
 // payments process exports in a separate traced run (tracing is off during
-// the timed runs).
+// the timed runs). Beside them it measures the pgbench floor: the commits
+// one payment makes on its request path (floor.sql), run by pgbench on the
+// same PostgreSQL at the same client counts, and prints each design's
+// rate as a share of it.
+//
+// With -target it starts nothing and loads a stack that already runs
+// (`make dev`, the compose stack), spreading the clients over the payments
+// URLs given, as a load balancer in front of them would; the design is
+// whatever that stack runs, and there is no floor or breakdown.
 //
 //	go run ./bench/payments
 //	go run ./bench/payments -design partition -clients 1,16,64 -duration 5s
+//	go run ./bench/payments -target http://127.0.0.1:8090,http://127.0.0.1:8091 -api-key payonce-demo-key-1 \
+//	    -console http://127.0.0.1:8070
 package main
 
 import (
@@ -39,6 +49,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/payonce/payonce/internal/localnats"
 	"github.com/payonce/payonce/internal/localpg"
@@ -65,6 +77,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	designFlag := fs.String("design", "both", "ownership design: partition, lock, or both (one run, both rows)")
 	clientsFlag := fs.String("clients", "1,16", "comma-separated client counts")
 	breakdown := fs.Bool("breakdown", true, "print each design's span breakdown from a short traced run")
+	floor := fs.Bool("floor", true, "measure the pgbench floor: one payment's commits at each client count, in the same run")
+	target := fs.String("target", "", "comma-separated payments URLs of a running stack to load instead of starting one (make dev: http://127.0.0.1:8090,http://127.0.0.1:8091)")
+	targetKey := fs.String("api-key", "", "with -target: the caller's API key (make dev: payonce-demo-key-1)")
+	targetConsole := fs.String("console", "", "with -target: the stack's console, whose view gives the coordinators' commit index, to count Raft writes per payment (optional)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,6 +99,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("-clients %q: want positive integers", *clientsFlag)
 		}
 		clientCounts = append(clientCounts, n)
+	}
+	if *target != "" {
+		if *targetKey == "" {
+			return errors.New("-target needs -api-key")
+		}
+		return runTarget(ctx, stdout, targetRun{
+			bases:     splitList(*target),
+			apiKey:    *targetKey,
+			console:   *targetConsole,
+			clients:   clientCounts,
+			duration:  *duration,
+			customers: *customers,
+		})
 	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
@@ -145,6 +174,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Sprintf("COORDINATOR_RAFT_BIND=127.0.0.1:%d", raftPort),
 			fmt.Sprintf("COORDINATOR_HTTP_ADDR=127.0.0.1:%d", httpPort),
 			"COORDINATOR_DATA_DIR=" + filepath.Join(work, fmt.Sprintf("c%d", i+1)),
+			"PAYONCE_DEV_MODE=true", // plain HTTP, as the rest of this bench's throwaway stack
 		})
 	}
 	for i := range 3 {
@@ -215,11 +245,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var rows []row
 	breakdowns := map[string][]otlpsink.Span{}
 	for _, design := range designs {
+		// The database runs one design at a time (migration 00030); every
+		// payments instance is stopped here, so switching is allowed.
+		if err := switchDesign(ctx, pg.URL("payments"), design); err != nil {
+			return err
+		}
 		if err := start("payments-"+design, bins["payments"], paymentsEnv(port, design, false), base+"/readyz"); err != nil {
 			return err
 		}
 		// Warm up (connections, the first leases' claims) outside the timing.
-		if _, err := load(ctx, client, base, 4, time.Second, newKey); err != nil {
+		if _, err := load(ctx, client, []string{base}, apiKey, 4, time.Second, newKey); err != nil {
 			return fmt.Errorf("%s warm-up: %w", design, err)
 		}
 		for _, clients := range clientCounts {
@@ -227,7 +262,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			if err != nil {
 				return err
 			}
-			fresh, err := load(ctx, client, base, clients, *duration, newKey)
+			fresh, err := load(ctx, client, []string{base}, apiKey, clients, *duration, newKey)
 			if err != nil {
 				return fmt.Errorf("%s, %d clients: %w", design, clients, err)
 			}
@@ -247,24 +282,69 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := start("payments-"+design+"-traced", bins["payments"], paymentsEnv(port, design, true), base+"/readyz"); err != nil {
 			return err
 		}
-		if _, err := load(ctx, client, base, 4, 2*time.Second, newKey); err != nil {
+		if _, err := load(ctx, client, []string{base}, apiKey, 4, 2*time.Second, newKey); err != nil {
 			return err
 		}
 		stopPayments()
 		breakdowns[design] = sink.Spans()[seen:]
 	}
 
-	fmt.Fprintf(stdout, "\nPOST /v1/payments, new payments (new Idempotency-Key each), %s per row, spread over %d customers, one payments instance\n\n", *duration, *customers)
-	fmt.Fprintln(stdout, "| design | clients | new payments/s | p50 | p99 | coordinator writes / payment |")
-	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|")
+	// The floor: the same commits with nothing around them, on the same
+	// PostgreSQL, at the same client counts, once the payments processes
+	// have stopped.
+	floors := map[int]result{}
+	if *floor {
+		script, err := prepareFloor(ctx, pg.URL("payments"), work)
+		if err != nil {
+			return fmt.Errorf("pgbench floor: %w", err)
+		}
+		for _, clients := range clientCounts {
+			res, err := pgbenchFloor(ctx, pg.URL("payments"), script, work, clients, *duration)
+			if err != nil {
+				return fmt.Errorf("pgbench floor, %d clients: %w", clients, err)
+			}
+			floors[clients] = res
+		}
+	}
+
+	fmt.Fprintf(stdout, "\nPOST /v1/payments, new payments (new Idempotency-Key each), %s per row, spread over %d customers, one payments instance\n", *duration, *customers)
+	if *floor {
+		fmt.Fprintf(stdout, "pgbench floor: the %d commits of one payment's request path, same statements, same PostgreSQL (bench/payments/floor.sql)\n", floorCommits)
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, "| design | clients | new payments/s | p50 | p99 | coordinator writes / payment | % of floor |")
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Fprintf(stdout, "| %s | %d | %.0f | %s | %s | %.3f |\n", r.design, r.clients, r.res.rate, ms(r.res.p50), ms(r.res.p99), r.writes)
+		share := "–"
+		if f, ok := floors[r.clients]; ok {
+			share = fmt.Sprintf("%.0f%%", 100*r.res.rate/f.rate)
+		}
+		fmt.Fprintf(stdout, "| %s | %d | %.0f | %s | %s | %.3f | %s |\n", r.design, r.clients, r.res.rate, ms(r.res.p50), ms(r.res.p99), r.writes, share)
+	}
+	for _, clients := range clientCounts {
+		if f, ok := floors[clients]; ok {
+			fmt.Fprintf(stdout, "| pgbench floor | %d | %.0f | %s | %s | – | 100%% |\n", clients, f.rate, ms(f.p50), ms(f.p99))
+		}
 	}
 	for _, design := range designs {
 		if spans, ok := breakdowns[design]; ok {
 			fmt.Fprintf(stdout, "\n%s design:", design)
 			printBreakdown(stdout, spans)
 		}
+	}
+	return nil
+}
+
+// switchDesign sets the payments database's ownership design, as an
+// operator switching a stopped fleet does.
+func switchDesign(ctx context.Context, dbURL, design string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `UPDATE ownership_design SET design = $1`, design); err != nil {
+		return fmt.Errorf("switch the ownership design to %s: %w", design, err)
 	}
 	return nil
 }
@@ -303,22 +383,25 @@ type result struct {
 	p50, p99 time.Duration
 }
 
-func load(ctx context.Context, client *http.Client, base string, clients int, d time.Duration, next func() (key, customer string)) (result, error) {
+// load runs clients concurrent callers for d, each sending new payments
+// back to back with the API key bearer to one of bases (client i to bases[i%len(bases)]).
+func load(ctx context.Context, client *http.Client, bases []string, bearer string, clients int, d time.Duration, next func() (idemKey, customer string)) (result, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var firstErr error
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	begin := time.Now()
-	for range clients {
+	for c := range clients {
+		base := bases[c%len(bases)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				key, customer := next()
+				idemKey, customer := next()
 				t0 := time.Now()
-				status, err := post(ctx, client, base, key, customer)
+				status, err := post(ctx, client, base, bearer, idemKey, customer)
 				if err == nil && status != http.StatusCreated {
 					err = fmt.Errorf("status %d", status)
 				}
@@ -351,15 +434,15 @@ func load(ctx context.Context, client *http.Client, base string, clients int, d 
 	}, nil
 }
 
-func post(ctx context.Context, client *http.Client, base, key, customer string) (int, error) {
+func post(ctx context.Context, client *http.Client, base, bearer, idemKey, customer string) (int, error) {
 	body := fmt.Sprintf(`{"customer_id":%q,"amount":1250,"currency":"EUR","card":"4242424242424242"}`, customer)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/payments", bytes.NewReader([]byte(body)))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	req.Header.Set("Idempotency-Key", idemKey)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
@@ -378,12 +461,18 @@ func printBreakdown(w io.Writer, spans []otlpsink.Span) {
 	}
 	by := map[string]*agg{}
 	requests := 0
+	// Only the payments' own traces: the partition leases' takeover at
+	// start-up (lock.acquire) and the renewals are not a payment's time.
+	payment := map[string]bool{}
 	for _, sp := range spans {
-		if sp.Service != "payments" {
-			continue
-		}
-		if sp.Name == "POST /v1/payments" {
+		if sp.Service == "payments" && sp.Name == "POST /v1/payments" {
+			payment[sp.TraceID] = true
 			requests++
+		}
+	}
+	for _, sp := range spans {
+		if sp.Service != "payments" || !payment[sp.TraceID] {
+			continue
 		}
 		a := by[sp.Name]
 		if a == nil {
@@ -402,7 +491,7 @@ func printBreakdown(w io.Writer, spans []otlpsink.Span) {
 		names = append(names, n)
 	}
 	sort.Slice(names, func(i, j int) bool { return by[names[i]].total > by[names[j]].total })
-	fmt.Fprintf(w, "\nWhere a new payment's time goes (payments spans, %d traced requests at 4 clients; spans nest, so rows overlap)\n\n", requests)
+	fmt.Fprintf(w, "\nWhere a new payment's time goes (payments spans of the payments' traces, %d traced requests at 4 clients; spans nest, so rows overlap; the outbox relay's run after the response)\n\n", requests)
 	fmt.Fprintln(w, "| span | per request | mean duration |")
 	fmt.Fprintln(w, "|---|---:|---:|")
 	for _, n := range names {

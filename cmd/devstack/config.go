@@ -36,11 +36,19 @@ type config struct {
 	// DEVSTACK_COORDINATOR_PORTS (8101,8102,8103): the coordinators' HTTP
 	// APIs; DEVSTACK_RAFT_PORTS (7101,7102,7103): their Raft transports.
 	CoordinatorPorts, RaftPorts []int
-	// DEVSTACK_BANK_PORT (8099): the simulated bank.
-	BankPort int
+	// DEVSTACK_BANK_PORT (8099): the simulated bank's controls (faults,
+	// ledger, metrics), plain HTTP for the README's curl commands.
+	// BankAPIPort (a free port) is its payment API, mutual TLS, which only
+	// payments instances reach.
+	BankPort, BankAPIPort int
 	// DEVSTACK_PAYMENTS_PORTS (8090,8091) and DEVSTACK_ORDERS_PORTS
-	// (8080,8081): one instance per port.
+	// (8080,8081): one instance per port (the public API).
 	PaymentsPorts, OrdersPorts []int
+	// PaymentsInternalPorts and OrdersInternalPorts (free ports, one per
+	// instance) are the instances' internal listeners: mutual TLS between
+	// instances of one service, for forwarded requests and hand-overs. No
+	// one but a peer calls them, so they are not fixed.
+	PaymentsInternalPorts, OrdersInternalPorts []int
 	// DEVSTACK_CONSOLE_PORT (8070): the console's page
 	// (services/console); DEVSTACK_CONTROL_PORT (8071): the dev stack's
 	// control endpoint, through which the console kills, stops, pauses and
@@ -113,6 +121,8 @@ func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
 		PaymentsPorts:    ports("DEVSTACK_PAYMENTS_PORTS", "8090,8091"),
 		OrdersPorts:      ports("DEVSTACK_ORDERS_PORTS", "8080,8081"),
 	}
+	cfg.PaymentsInternalPorts = make([]int, len(cfg.PaymentsPorts))
+	cfg.OrdersInternalPorts = make([]int, len(cfg.OrdersPorts))
 	if err := errors.Join(append([]error{env.Err()}, badPorts...)...); err != nil {
 		return cfg, err
 	}
@@ -144,8 +154,8 @@ func loadConfig(getenv func(string) string, moduleDir string) (config, error) {
 // portRefs lists every port the stack listens on except PostgreSQL's and
 // NATS's, which their starters pick themselves when 0.
 func (c *config) portRefs() []*int {
-	refs := []*int{&c.BankPort, &c.OTLPPort, &c.JaegerUIPort, &c.ConsolePort, &c.ControlPort}
-	for _, list := range [][]int{c.CoordinatorPorts, c.RaftPorts, c.PaymentsPorts, c.OrdersPorts} {
+	refs := []*int{&c.BankPort, &c.BankAPIPort, &c.OTLPPort, &c.JaegerUIPort, &c.ConsolePort, &c.ControlPort}
+	for _, list := range [][]int{c.CoordinatorPorts, c.RaftPorts, c.PaymentsPorts, c.OrdersPorts, c.PaymentsInternalPorts, c.OrdersInternalPorts} {
 		for i := range list {
 			refs = append(refs, &list[i])
 		}

@@ -13,11 +13,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/payonce/payonce/services/payments"
 )
 
 // browserWait bounds every wait on the page. The stack runs under the race
@@ -39,6 +42,14 @@ const browserWait = 3 * time.Minute
 // or a temporary directory.
 func TestConsoleInABrowser(t *testing.T) {
 	chromium := findChromium(t)
+	// Every process of the stack inherits these. The failpoint makes each
+	// payments process ignore the loss of its lease during its first
+	// charge after it starts (the pause step below relies on it, with
+	// payments-2 restarted just before); the bank call may then outlast
+	// the pause, so its timeout does too.
+	t.Setenv("PAYONCE_FAILPOINTS", payments.FailIgnoreLeaseLoss)
+	t.Setenv("BANK_TIMEOUT", "2m")
+	t.Setenv("CONSOLE_PAUSE_FOR", "30s")
 	s := startStack(t)
 	consoleURL := s.urls["console"]
 	if consoleURL == "" || s.urls["devstack control"] == "" {
@@ -199,18 +210,53 @@ func TestConsoleInABrowser(t *testing.T) {
 	click("start payments-2", `[data-start="payments-2"]`)
 	waitFor("payments-2 is back on the ring", `document.querySelectorAll('#ring-payments [data-member]').length === 2`)
 
-	// Pause payments-2 past its lease: frozen (SIGSTOP) for
-	// CONSOLE_PAUSE_FOR, longer than any of its leases, it renews neither
-	// its membership nor its locks. The page shows it paused and off the
-	// ring, its slots moved; when the stack resumes it (SIGCONT) it finds
-	// its registration gone, registers again and is back.
+	// Pause payments-2 in the middle of a charge, past its lease: frozen
+	// (SIGSTOP) for CONSOLE_PAUSE_FOR, longer than any of its leases, it
+	// renews neither its membership nor its partition leases. The page
+	// shows it paused and off the ring, its slots moved, and payments-1
+	// taking the partition over with a higher token. When the stack resumes
+	// it (SIGCONT), the failpoint payments.ignore_lease_loss (armed for this
+	// stack, above) has it go on with the charge as a process whose timers
+	// have not fired yet would: its write carries its old token, PostgreSQL
+	// refuses it, and the page shows that refusal and why. It registers
+	// again and is back on the ring; the charge is finished once, by the
+	// partition's owner.
+	fencedCustomer, partition := customerPaidBy(t, consoleURL, "payments-2")
+	if eval(`String(document.querySelector('[data-fence-refusal="payments-2"]') !== null)`) != "false" {
+		t.Fatalf("the page shows a fence refusal by payments-2 before it was paused: %s", eval(`document.querySelector('#fence-refusals').innerText`))
+	}
+	// The bank's answer takes 10 s: long enough for the page to see the
+	// charge inside the bank call and pause its instance there.
+	do("slow the bank down", chromedp.SetValue(chromedp.CSS("#latency-ms"), "10000"))
+	click("set the bank's latency", "#set-latency")
+	waitFor("the bank answers after 10 s", `document.querySelector('#faults').textContent.includes('latency 10000 ms')`)
+	do("order for a customer of payments-2", chromedp.SetValue(chromedp.CSS("#storm-n"), "1"),
+		chromedp.SetValue(chromedp.CSS("#storm-customer"), fencedCustomer), chromedp.Click(chromedp.CSS("#storm-start")))
+	waitFor("payments-2 is inside the bank call", fmt.Sprintf(
+		`document.querySelector('#payments tr[data-customer=%q][data-status="authorizing"]') !== null`, fencedCustomer))
 	click("pause payments-2", `#ring-payments [data-pause="payments-2"]`)
 	waitFor("payments-2 is paused, and off the ring", `document.querySelector('#ring-payments [data-paused="payments-2"]:not([data-member])') !== null
 		&& document.querySelectorAll('#ring-payments [data-member]').length === 1
 		&& document.querySelectorAll('#ring-payments path.moved').length > 0`)
+	waitFor("payments-1 holds payments-2's partition while it sleeps", fmt.Sprintf(`document.querySelector('#leases [data-partition="%d"]')?.dataset.holder === 'payments/payments-1'
+		&& document.querySelectorAll('#leases [data-partition]').length === 64
+		&& document.querySelector('#ring-payments [data-paused="payments-2"]') !== null`, partition))
 	screenshot("console-paused.png")
 	waitFor("payments-2 woke up and is back on the ring", `document.querySelector('#ring-payments [data-paused]') === null
 		&& document.querySelectorAll('#ring-payments [data-member]').length === 2`)
+	waitFor("the page shows payments-2's write refused by the fence, and why", `(() => {
+		const f = document.querySelector('[data-fence-refusal="payments-2"]');
+		return f !== null && Number(f.dataset.token) > 0 && Number(f.dataset.fenceToken) > Number(f.dataset.token)
+			&& f.innerText.includes('its lease had ended') && f.innerText.includes('PostgreSQL refused it'); })()`)
+	t.Logf("fence refusal shown: %s", eval(`document.querySelector('[data-fence-refusal="payments-2"]').innerText`))
+	screenshot("console-fence-refused.png")
+	click("clear the bank's faults", "#clear-faults")
+	waitFor("the refused charge is finished by the partition's owner", fmt.Sprintf(
+		`document.querySelector('#payments tr[data-customer=%q][data-status="succeeded"]') !== null`, fencedCustomer))
+	fencedPayment := eval(fmt.Sprintf(`document.querySelector('#payments tr[data-customer=%q]').dataset.id`, fencedCustomer))
+	if n := bankCaptures(t, s.urls["bank"], fencedPayment); n != 1 {
+		t.Fatalf("the bank's ledger holds %d captures of payment %s (its first writer fenced out), want 1", n, fencedPayment)
+	}
 
 	// A long outage of each database, from the page. With payments'
 	// database away an order is accepted and waits; with orders' database
@@ -289,6 +335,52 @@ func consoleStorm(t *testing.T, consoleURL string) stormView {
 		t.Fatalf("console view: %v (%d storms)", err, len(v.Storms))
 	}
 	return v.Storms[0]
+}
+
+// consoleCaller is the caller the console acts as (its default key,
+// payonce-demo-key-1, is the demo caller's).
+const consoleCaller = "demo"
+
+// customerPaidBy finds a customer of the console's caller whose partition
+// the payments instance named holds now, as the console's view shows the
+// partition leases, and returns it with its partition's number. It waits for
+// one, bounded: after a restart the instance takes its partitions back
+// over a few seconds.
+func customerPaidBy(t *testing.T, consoleURL, instance string) (customer string, partition int) {
+	t.Helper()
+	owner := "payments/" + instance
+	deadline := time.Now().Add(browserWait)
+	poll := time.NewTicker(500 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		var v struct {
+			Partitions []struct {
+				Partition int    `json:"p"`
+				Holder    string `json:"holder"`
+			} `json:"partitions"`
+		}
+		resp, err := http.Get(consoleURL + "/api/view")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+		}
+		held := map[int]bool{}
+		for _, l := range v.Partitions {
+			if l.Holder == owner {
+				held[l.Partition] = true
+			}
+		}
+		for i := range 1000 {
+			c := "fenced-" + strconv.Itoa(i)
+			if p := payments.PartitionOf(payments.CustomerLock(consoleCaller, c)); held[p] {
+				return c, p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the console shows no partition held by %s (%v): %+v", owner, err, v.Partitions)
+		}
+		<-poll.C
+	}
 }
 
 func bankCaptures(t *testing.T, bankURL, paymentID string) int {

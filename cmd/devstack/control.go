@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/otlpsink"
 	"github.com/payonce/payonce/internal/proc"
 )
@@ -207,7 +208,7 @@ func (s *stack) controlHandler(coordinatorURLs []string) http.Handler {
 		reply(w, http.StatusOK, map[string]any{"processes": out})
 	})
 	mux.HandleFunc("POST /kill-leader", func(w http.ResponseWriter, r *http.Request) {
-		id, err := currentLeader(r.Context(), coordinatorURLs)
+		id, err := currentLeader(r.Context(), s.admin, coordinatorURLs)
 		if err != nil {
 			fail(w, err)
 			return
@@ -300,8 +301,9 @@ func sortedNames(m map[string]*managed) []string {
 }
 
 // currentLeader asks the coordinators which node leads: the one that says
-// it is the leader in its own status.
-func currentLeader(ctx context.Context, urls []string) (string, error) {
+// it is the leader in its own status. client is the operator's (the
+// coordinators answer only callers with a certificate).
+func currentLeader(ctx context.Context, client *http.Client, urls []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for _, u := range urls {
@@ -309,7 +311,7 @@ func currentLeader(ctx context.Context, urls []string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			continue // a node already killed
 		}
@@ -328,7 +330,7 @@ func currentLeader(ctx context.Context, urls []string) (string, error) {
 
 // startConsole starts the control endpoint and the console, in dev mode,
 // pointed at it and at the rest of the stack.
-func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordURLs []string, bankURL string, common []string) error {
+func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordURLs []string, bankURL string, pki *devPKI, common []string) error {
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.ControlPort))
 	if err != nil {
 		return fmt.Errorf("control endpoint: %w", err)
@@ -352,13 +354,14 @@ func (s *stack) startConsole(ctx context.Context, cfg config, bin string, coordU
 		fmt.Sprintf("CONSOLE_ADDR=127.0.0.1:%d", cfg.ConsolePort),
 		"CONSOLE_COORDINATOR_URLS=" + strings.Join(coordURLs, ","),
 		"CONSOLE_BANK_URL=" + bankURL,
+		"CONSOLE_INSTANCE_URLS=" + s.instanceURLs(),
 		"CONSOLE_API_KEY=" + DemoAPIKey,
 		"CONSOLE_DEV_MODE=true",
 		"CONSOLE_OUTAGE_FOR=" + cfg.ConsoleOutageFor.String(),
 		"CONSOLE_CONTROL_URL=" + controlURL,
 		"CONSOLE_JAEGER_URL=" + s.trace.jaegerURL,
 		"CONSOLE_TRACES_URL=" + tracesURL(s.trace.jaegerURL, controlURL),
-	}, common...)
+	}, append(pki.env(identity.ID{Service: identity.Console, Instance: "console"}), common...)...)
 	p, err := s.startProcess("console", bin, env)
 	if err != nil {
 		return err
@@ -380,4 +383,17 @@ func tracesURL(jaegerURL, controlURL string) string {
 		return jaegerURL + "/api/traces"
 	}
 	return controlURL + "/traces"
+}
+
+// instanceURLs is CONSOLE_INSTANCE_URLS: each orders and payments
+// instance's public API (the membership holds their internal listeners,
+// which only peers of the same service may call).
+func (s *stack) instanceURLs() string {
+	var pairs []string
+	for _, u := range s.urls {
+		if strings.HasPrefix(u.name, "orders-") || strings.HasPrefix(u.name, "payments-") {
+			pairs = append(pairs, u.name+"="+u.url)
+		}
+	}
+	return strings.Join(pairs, ",")
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -98,6 +99,10 @@ type stack struct {
 	stateDir string
 	pkiDir   string
 	stops    []func() error
+	// admin is the operator's client (the admin identity): the stack asks
+	// the coordinators with it whether they are ready, who leads and who
+	// is a member.
+	admin *http.Client
 
 	urls      []namedURL
 	procs     []*proc.Process
@@ -205,14 +210,20 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	}
 
 	fmt.Fprintln(s.out, "devstack: starting 3 coordinators (Raft)")
-	coordURLs, err := s.startCoordinators(ctx, cfg, bins["coordinator"], common)
+	coordURLs, err := s.startCoordinators(ctx, cfg, bins["coordinator"], pki, common)
 	if err != nil {
 		return err
 	}
 
 	fmt.Fprintln(s.out, "devstack: starting the bank (simulated)")
+	// As deployed: the payment API over mutual TLS (payments instances
+	// only), the simulator's controls on the README's plain port.
 	bankURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.BankPort)
-	bank, err := s.startProcess("bank", bins["bank"], append([]string{fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", cfg.BankPort)}, common...))
+	bankAPIURL := fmt.Sprintf("https://127.0.0.1:%d", cfg.BankAPIPort)
+	bank, err := s.startProcess("bank", bins["bank"], append(append([]string{
+		fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", cfg.BankAPIPort),
+		fmt.Sprintf("BANK_ADMIN_ADDR=127.0.0.1:%d", cfg.BankPort),
+	}, pki.env(identity.ID{Service: identity.Bank, Instance: "bank"})...), common...))
 	if err != nil {
 		return err
 	}
@@ -241,19 +252,20 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 	coordinators := "COORDINATOR_URLS=" + strings.Join(coordURLs, ",")
 	fmt.Fprintf(s.out, "devstack: starting %d payments and %d orders instances\n", len(cfg.PaymentsPorts), len(cfg.OrdersPorts))
 	groups := []struct {
-		name  string
-		ports []int
-		env   []string
+		name          string
+		ports         []int
+		internalPorts []int
+		env           []string
 	}{
-		{"payments", cfg.PaymentsPorts, []string{
+		{"payments", cfg.PaymentsPorts, cfg.PaymentsInternalPorts, []string{
 			"PAYMENTS_DATABASE_URL=" + databaseURLs["payments"],
 			"PAYMENTS_DATABASE_PASSWORD_FILE=" + passwordFiles["payments"],
 			"PAYMENTS_API_KEYS=" + callers + ",peer:" + peerKey + ",orders:" + ordersKey,
 			"PAYMENTS_PEER_API_KEY=" + peerKey,
-			"BANK_URL=" + bankURL,
+			"BANK_URL=" + bankAPIURL,
 			"INTERNAL_SECRET=" + internalSecret,
 		}},
-		{"orders", cfg.OrdersPorts, []string{
+		{"orders", cfg.OrdersPorts, cfg.OrdersInternalPorts, []string{
 			"ORDERS_DATABASE_URL=" + databaseURLs["orders"],
 			"ORDERS_DATABASE_PASSWORD_FILE=" + passwordFiles["orders"],
 			"ORDERS_API_KEYS=" + callers,
@@ -269,10 +281,14 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 		for i, port := range g.ports {
 			prefix := strings.ToUpper(g.name)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			internalAddr := fmt.Sprintf("127.0.0.1:%d", g.internalPorts[i])
 			name := fmt.Sprintf("%s-%d", g.name, i+1)
+			// Peers forward to (and hand over on) the internal listener,
+			// mutual TLS between instances of the service.
 			p, err := s.startProcess(name, bins[g.name], append(append([]string{
 				prefix + "_ADDR=" + addr,
-				prefix + "_ADVERTISE_URL=http://" + addr,
+				prefix + "_INTERNAL_ADDR=" + internalAddr,
+				prefix + "_ADVERTISE_URL=https://" + internalAddr,
 				"INSTANCE_ID=" + name,
 			}, pki.env(identity.ID{Service: g.name, Instance: name})...), env...))
 			if err != nil {
@@ -287,14 +303,14 @@ func (s *stack) start(ctx context.Context, cfg config, root string) error {
 			}
 			s.urls = append(s.urls, namedURL{p.Name, urls[i]})
 		}
-		if err := waitMembers(ctx, coordURLs[0], g.name, len(g.ports)); err != nil {
+		if err := waitMembers(ctx, s.admin, coordURLs[0], g.name, len(g.ports)); err != nil {
 			return err
 		}
 	}
 	// Registered after the services, so at shutdown a database stopped from
 	// the console is given back before they drain.
 	s.manageDatabases(pg.URL("postgres"), migrations.Services())
-	return s.startConsole(ctx, cfg, bins["console"], coordURLs, bankURL, common)
+	return s.startConsole(ctx, cfg, bins["console"], coordURLs, bankURL, pki, common)
 }
 
 // startProcess starts a service binary; at shutdown it gets SIGTERM and
@@ -324,10 +340,13 @@ func exitedOnSignal(err error) bool {
 	return errors.As(err, &exit) && exit.ExitCode() == -1
 }
 
-func (s *stack) startCoordinators(ctx context.Context, cfg config, bin string, common []string) ([]string, error) {
+// startCoordinators starts the three nodes with TLS, as a deployment runs
+// them: the API over HTTPS asking for client certificates, Raft over
+// mutual TLS, each node with its own certificate from the run's CA.
+func (s *stack) startCoordinators(ctx context.Context, cfg config, bin string, pki *devPKI, common []string) ([]string, error) {
 	var peers, urls []string
 	for i := range 3 {
-		url := fmt.Sprintf("http://127.0.0.1:%d", cfg.CoordinatorPorts[i])
+		url := fmt.Sprintf("https://127.0.0.1:%d", cfg.CoordinatorPorts[i])
 		urls = append(urls, url)
 		peers = append(peers, fmt.Sprintf("c%d=127.0.0.1:%d=%s", i+1, cfg.RaftPorts[i], url))
 	}
@@ -344,14 +363,14 @@ func (s *stack) startCoordinators(ctx context.Context, cfg config, bin string, c
 			fmt.Sprintf("COORDINATOR_RAFT_BIND=127.0.0.1:%d", cfg.RaftPorts[i]),
 			fmt.Sprintf("COORDINATOR_HTTP_ADDR=127.0.0.1:%d", cfg.CoordinatorPorts[i]),
 			"COORDINATOR_DATA_DIR=" + filepath.Join(s.tempDir, "raft-"+id),
-		}, common...))
+		}, append(pki.env(identity.ID{Service: identity.Coordinator, Instance: id}), common...)...))
 		if err != nil {
 			return nil, err
 		}
 		started = append(started, p)
 	}
 	for i, p := range started {
-		if err := proc.WaitReady(ctx, p, urls[i]+"/readyz"); err != nil {
+		if err := proc.WaitReadyWith(ctx, p, urls[i]+"/readyz", s.admin); err != nil {
 			return nil, err
 		}
 		s.urls = append(s.urls, namedURL{p.Name, urls[i]})

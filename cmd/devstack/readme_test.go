@@ -123,7 +123,8 @@ func curlExamples(t *testing.T, path string) []curlExample {
 // against a dev stack, in the order a reader meets them, and checks that
 // curl exits 0 and the answer is the documented status, headers and body
 // members. The stack runs on free ports; the documented ports are replaced
-// by them, and nothing else in a command is changed.
+// by them, and the certificates dir .cache/devstack/pki by the test's;
+// nothing else in a command is changed.
 func TestReadmeCurlCommands(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("curl is not installed; the README's examples need it (Debian: apt-get install curl)")
@@ -180,6 +181,12 @@ func portReplacer(t *testing.T, s *runningStack) *strings.Replacer {
 		}
 		pairs = append(pairs, "127.0.0.1:"+port, u.Host)
 	}
+	// The certificates make dev writes to .cache/devstack/pki, in the
+	// test's own state dir.
+	if s.pkiDir == "" {
+		t.Fatal("the dev stack printed no certificates dir")
+	}
+	pairs = append(pairs, ".cache/devstack/pki/", s.pkiDir+"/")
 	return strings.NewReplacer(pairs...)
 }
 

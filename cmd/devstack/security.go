@@ -71,14 +71,21 @@ type devPKI struct {
 
 // issueCertificates makes a CA for this run and a certificate for each
 // party: NATS, every orders and payments instance, the bank, each
-// coordinator node and the admin (the operator's CLI, and anyone
-// inspecting NATS by hand). The coordinator does not use its certificate yet
-// (docs/security.md says what remains open).
+// coordinator node, the console and the admin (the operator's CLI, curl
+// against a coordinator, anyone inspecting NATS by hand). They are written
+// to <state dir>/pki (.cache/devstack/pki), a path the docs' curl commands
+// can name, and removed when the stack stops.
 func (s *stack) issueCertificates(cfg config) (*devPKI, error) {
-	dir := filepath.Join(s.tempDir, "pki")
+	dir := filepath.Join(s.stateDir, "pki")
+	// A stopped stack removes it; one killed without a chance to leaves
+	// the last run's, of a CA nothing trusts any more.
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("certificates dir: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("certificates dir: %w", err)
 	}
+	s.onStop(func() error { return os.RemoveAll(dir) })
 	now := time.Now()
 	ca, err := identity.NewCA("payonce devstack CA", now, 7*24*time.Hour)
 	if err != nil {
@@ -91,6 +98,7 @@ func (s *stack) issueCertificates(cfg config) (*devPKI, error) {
 		{Service: identity.NATS, Instance: "nats"},
 		{Service: identity.Bank, Instance: "bank"},
 		identity.AdminCLI,
+		{Service: identity.Console, Instance: "console"},
 	}
 	for i := range cfg.CoordinatorPorts {
 		parties = append(parties, identity.ID{Service: identity.Coordinator, Instance: fmt.Sprintf("c%d", i+1)})
@@ -108,6 +116,10 @@ func (s *stack) issueCertificates(cfg config) (*devPKI, error) {
 		}
 	}
 	s.pkiDir = dir
+	// The stack's own questions to the coordinators, as the operator.
+	if s.admin, err = identity.HTTPClient(identity.PartyFiles(dir, identity.AdminCLI), 2*time.Second, identity.Coordinator); err != nil {
+		return nil, err
+	}
 	return &devPKI{dir: dir, parties: parties}, nil
 }
 

@@ -292,8 +292,7 @@ func renderTrace(id string, spans []otlpsink.Span, again bool) string {
 
 // waitMembers waits until the coordinator lists n live instances of service,
 // so the ring is complete before the stack says it is ready.
-func waitMembers(ctx context.Context, coordinatorURL, service string, n int) error {
-	client := &http.Client{Timeout: 2 * time.Second}
+func waitMembers(ctx context.Context, client *http.Client, coordinatorURL, service string, n int) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	got := 0

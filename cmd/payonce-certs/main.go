@@ -61,6 +61,9 @@ func composeParties() []identity.Party {
 		{ID: identity.ID{Service: identity.NATS, Instance: "nats"}, Hosts: host("nats", "nats-1", "nats-2", "nats-3")},
 		{ID: identity.ID{Service: identity.Bank, Instance: "bank"}, Hosts: host("bank")},
 		{ID: identity.AdminCLI},
+		// The console reads the coordinators' status and membership as
+		// itself (any identity may read them; none may without one).
+		{ID: identity.ID{Service: identity.Console, Instance: "console"}, Hosts: host("console")},
 	}
 	for i := 1; i <= 3; i++ {
 		parties = append(parties, identity.Party{

@@ -674,3 +674,37 @@ func protocol(p networkingv1.NetworkPolicyPort) corev1.Protocol {
 	}
 	return *p.Protocol
 }
+
+// TestCoordinatorRunsWithoutTLSOnlyInDevMode: a coordinator node without
+// TLS_* refuses to start unless PAYONCE_DEV_MODE is set (F0 of #11). The
+// dev overlay, a laptop cluster with no certificates, sets it on the
+// coordinator explicitly; production sets it nowhere, so its nodes run
+// with the certificates the operator mounts or not at all.
+func TestCoordinatorRunsWithoutTLSOnlyInDevMode(t *testing.T) {
+	for _, overlay := range overlays {
+		t.Run(overlay, func(t *testing.T) {
+			r := render(t, overlay)
+			sts, ok := r.statefulSets["coordinator"]
+			if !ok {
+				t.Fatal("no coordinator StatefulSet")
+			}
+			c := container(t, &sts.Spec.Template, "coordinator")
+			dev := envVar(c, "PAYONCE_DEV_MODE")
+			for _, from := range c.EnvFrom {
+				if from.ConfigMapRef != nil && r.configMaps[from.ConfigMapRef.Name].Data["PAYONCE_DEV_MODE"] != "" {
+					t.Errorf("the coordinator reads PAYONCE_DEV_MODE from ConfigMap %s: set it on the coordinator alone, in dev only", from.ConfigMapRef.Name)
+				}
+			}
+			switch overlay {
+			case "dev":
+				if dev == nil || dev.Value != "true" {
+					t.Errorf("dev overlay: the coordinator's PAYONCE_DEV_MODE is %+v; without it (and without certificates) no node starts", dev)
+				}
+			default:
+				if dev != nil {
+					t.Errorf("%s overlay: the coordinator sets PAYONCE_DEV_MODE=%+v: it would run without TLS, open to anyone who reaches it", overlay, dev)
+				}
+			}
+		})
+	}
+}

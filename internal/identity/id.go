@@ -19,7 +19,7 @@ const TrustDomain = "payonce"
 // ID is an internal party: which service it is and which instance of it.
 type ID struct {
 	// Service is the party's kind: orders, payments, coordinator, bank,
-	// nats, or admin for an operator.
+	// nats, console, or admin for an operator.
 	Service string
 	// Instance tells instances of one service apart (orders-1, c2).
 	Instance string
@@ -33,6 +33,9 @@ const (
 	Coordinator = "coordinator"
 	Bank        = "bank"
 	NATS        = "nats"
+	// Console is the console's page server (services/console): it reads
+	// the coordinators' status and membership, nothing more.
+	Console = "console"
 	// Admin is an operator's identity: the CLI and the coordinator's
 	// cluster-admin routes accept it.
 	Admin = "admin"

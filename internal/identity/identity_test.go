@@ -41,13 +41,20 @@ func writeParty(t *testing.T, ca *CA, dir string, id ID, now time.Time, validity
 // TCP connection and returns what each side saw.
 func handshake(t *testing.T, server, client *tls.Config) (serverState tls.ConnectionState, serverErr, clientErr error) {
 	t.Helper()
+	return handshakeAs(t, server, client, "localhost")
+}
+
+// handshakeAs is handshake with the client expecting the server to be
+// serverName (the host name it dialled).
+func handshakeAs(t *testing.T, server, client *tls.Config, serverName string) (serverState tls.ConnectionState, serverErr, clientErr error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	client = client.Clone()
-	client.ServerName = "localhost"
+	client.ServerName = serverName
 	done := make(chan error, 1)
 	go func() {
 		conn, err := tls.Dial("tcp", ln.Addr().String(), client)
@@ -207,6 +214,52 @@ func TestClientRefusesTheWrongServer(t *testing.T) {
 	_, _, cerr := handshake(t, server, mustClient(t, clientFiles, Bank))
 	if cerr == nil || !strings.Contains(cerr.Error(), "may not connect") {
 		t.Fatalf("client accepted an orders instance as the bank: %v", cerr)
+	}
+}
+
+// A peer is dialled at an address its certificate does not name (a
+// container's IP): PeerClientConfig accepts it by chain and identity, where
+// ClientConfig's host-name check refuses it; and it still refuses another
+// service's certificate and another CA's.
+func TestPeerClientChecksIdentityNotHostName(t *testing.T) {
+	now := time.Now()
+	ca := mustCA(t, now)
+	dir := t.TempDir()
+	self := writeParty(t, ca, dir, ID{Service: Orders, Instance: "orders-1"}, now, time.Hour)
+	peer := writeParty(t, ca, dir, ID{Service: Orders, Instance: "orders-2"}, now, time.Hour)
+	otherService := writeParty(t, ca, dir, ID{Service: Payments, Instance: "payments-1"}, now, time.Hour)
+	foreign := writeParty(t, mustCA(t, now), t.TempDir(), ID{Service: Orders, Instance: "orders-2"}, now, time.Hour)
+	client, err := PeerClientConfig(self, Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const elsewhere = "10.9.8.7" // not among the certificate's hosts
+	serve := func(f Files) *tls.Config {
+		t.Helper()
+		c, err := ServerConfig(f, AllowServices(Orders))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if _, serr, cerr := handshakeAs(t, serve(peer), client, elsewhere); serr != nil || cerr != nil {
+		t.Fatalf("an orders peer at an address its certificate does not name: server %v, client %v", serr, cerr)
+	}
+	if _, _, cerr := handshakeAs(t, serve(peer), mustClient(t, self, Orders), elsewhere); cerr == nil {
+		t.Fatal("the control failed: ClientConfig accepted a host name the certificate does not carry")
+	}
+	if _, _, cerr := handshakeAs(t, serve(otherService), client, elsewhere); cerr == nil || !strings.Contains(cerr.Error(), "may not connect") {
+		t.Fatalf("a payments instance was accepted as an orders peer: %v", cerr)
+	}
+	foreignServer, err := ServerConfig(foreign, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, cerr := handshakeAs(t, foreignServer, client, elsewhere); cerr == nil || !strings.Contains(cerr.Error(), "certificate") {
+		t.Fatalf("an orders certificate from another CA was accepted: %v", cerr)
+	}
+	if _, err := PeerClientConfig(self); err == nil {
+		t.Fatal("a peer client that accepts any service was made")
 	}
 }
 

@@ -122,6 +122,65 @@ func ClientConfig(f Files, want ...string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// PeerClientConfig is ClientConfig for dialling a peer found at an address
+// rather than by a name its certificate carries: a Raft node, or another
+// instance of the same service at the address it registered in the
+// coordinator's membership. Containers get their IP addresses after their
+// certificates were made, so the host name dialled is not checked; the
+// server is authenticated by what identifies it instead, a chain to f.CA and
+// an identity of one of the services in want (at least one is required: a
+// peer is always someone in particular).
+func PeerClientConfig(f Files, want ...string) (*tls.Config, error) {
+	if len(want) == 0 {
+		return nil, errors.New("identity: a peer client must name the services it accepts")
+	}
+	cfg, err := ClientConfig(f, want...)
+	if err != nil {
+		return nil, err
+	}
+	return ByIdentity(cfg), nil
+}
+
+// ByIdentity returns a copy of client that authenticates the server by its
+// certificate chain to client.RootCAs and client's own identity check
+// (VerifyConnection), and not by the host name dialled. Only the host-name
+// match is dropped: a certificate from another CA, expired, or of another
+// party still fails the handshake. client.RootCAs must be set (never the
+// system's roots: only the stack's CA vouches for a party).
+func ByIdentity(client *tls.Config) *tls.Config {
+	cfg := client.Clone()
+	checkIdentity := client.VerifyConnection
+	cfg.InsecureSkipVerify = true // the chain is verified below, against RootCAs
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("identity: the peer presented no certificate")
+		}
+		if client.RootCAs == nil {
+			return errors.New("identity: no CA to verify the peer against")
+		}
+		opts := x509.VerifyOptions{
+			Roots:         client.RootCAs,
+			Intermediates: x509.NewCertPool(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		for _, c := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		chains, err := cs.PeerCertificates[0].Verify(opts)
+		if err != nil {
+			return fmt.Errorf("identity: the peer's certificate: %w", err)
+		}
+		// The identity check reads the verified chains, which the TLS stack
+		// left empty when it skipped its own verification.
+		cs.VerifiedChains = chains
+		if checkIdentity != nil {
+			return checkIdentity(cs)
+		}
+		return nil
+	}
+	return cfg
+}
+
 func loadPool(caFile string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(caFile)
 	if err != nil {
@@ -192,6 +251,20 @@ func FilesFromEnv(getenv func(string) string) (f Files, ok bool, err error) {
 		return Files{}, false, ErrIncomplete
 	}
 	return f, true, nil
+}
+
+// PeerTransport is an HTTP transport for calls to other instances found in
+// the coordinator's membership: it presents f's certificate and accepts a
+// server only by CA chain and an identity of one of the services in want
+// (PeerClientConfig), whatever address it was dialled at.
+func PeerTransport(f Files, want ...string) (*http.Transport, error) {
+	cfg, err := PeerClientConfig(f, want...)
+	if err != nil {
+		return nil, err
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = cfg
+	return transport, nil
 }
 
 // HTTPClient is an HTTP client that presents f's certificate and trusts

@@ -58,14 +58,23 @@ func TestClusterKeepsEveryAckedMessageThroughANodeLoss(t *testing.T) {
 				for range n {
 					id := fmt.Sprintf("m-%d", acked)
 					// A publish that is not acknowledged is retried with the
-					// same id, as the outbox relay does.
+					// same id, as the outbox relay does: each attempt waits
+					// for its ack as long as the relay's does (the client's
+					// default API timeout), since an ack lost with a killed
+					// stream leader never comes, and a refused attempt is
+					// retried after a pause, not in a loop that would starve
+					// the embedded servers sharing this process.
 					for {
-						_, err := js.Publish(ctx, "orders.created", []byte(id), jetstream.WithMsgID(id))
+						attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
+						_, err := js.Publish(attempt, "orders.created", []byte(id), jetstream.WithMsgID(id))
+						cancelAttempt()
 						if err == nil {
 							break
 						}
-						if ctx.Err() != nil {
+						select {
+						case <-ctx.Done():
 							t.Fatalf("publish %s: %v", id, err)
+						case <-time.After(50 * time.Millisecond): // retry pacing, as the relay's poll
 						}
 					}
 					acked++

@@ -176,6 +176,8 @@ type Membership struct {
 	version atomic.Uint64
 	ready   chan struct{}
 	once    sync.Once
+	// changed is closed, and replaced, each time a ring is installed.
+	changed atomic.Pointer[chan struct{}]
 }
 
 // New returns the membership of self in service. Registrations live ttl
@@ -187,6 +189,8 @@ func New(client *Client, service string, self Member, ttl time.Duration, logger 
 	m := &Membership{client: client, service: service, self: self, ttl: ttl, logger: logger, ready: make(chan struct{})}
 	empty := map[string]string{}
 	m.addrs.Store(&empty)
+	changed := make(chan struct{})
+	m.changed.Store(&changed)
 	return m
 }
 
@@ -195,6 +199,13 @@ func (m *Membership) Self() Member { return m.self }
 
 // Ready is closed once the ring includes this instance.
 func (m *Membership) Ready() <-chan struct{} { return m.ready }
+
+// Changed returns a channel that is closed the next time a ring is
+// installed. A worker that acts on ownership (a partition takeover) waits
+// on it instead of polling the ring: a dead instance's customers are taken
+// over the moment the coordinator drops it, not at the next poll. Take the
+// channel before reading the ring, so a change in between is not missed.
+func (m *Membership) Changed() <-chan struct{} { return *m.changed.Load() }
 
 // Version returns the member-list version the ring was built from.
 func (m *Membership) Version() uint64 { return m.version.Load() }
@@ -343,6 +354,9 @@ func (m *Membership) install(ctx context.Context, v View) error {
 	if self {
 		m.once.Do(func() { close(m.ready) })
 	}
+	// Last, so whoever wakes sees the new ring and readiness.
+	next := make(chan struct{})
+	close(*m.changed.Swap(&next))
 	return nil
 }
 

@@ -82,7 +82,7 @@ func owners(t *testing.T, ins ...*instance) []string {
 // against a real 3-node coordinator. After the joins every instance names
 // the same owner for every key; after one leaves, the two left agree again
 // and only the leaver's keys have a new owner (a ring built from the member
-// set alone would move almost all of them).
+// set alone would move almost all of them); a watcher of Changed is woken.
 func TestInstancesAgreeAndALeaveMovesOnlyTheLeaversKeys(t *testing.T) {
 	c := coordinatortest.Start(t, 3)
 	client := membership.NewClient(c.URLs(), nil)
@@ -103,11 +103,17 @@ func TestInstancesAgreeAndALeaveMovesOnlyTheLeaversKeys(t *testing.T) {
 	}
 
 	versionBefore := a.m.Version()
+	changed := a.m.Changed()
 	leaver.stop() // Run deregisters on the way out
 	<-leaver.done
 	waitSame(t, 2, a, b)
 	if a.m.Version() == versionBefore {
 		t.Fatal("the leave did not change the version")
+	}
+	select {
+	case <-changed: // a worker waiting on Changed woke for the new ring
+	default:
+		t.Fatal("a new ring was installed but Changed was not closed")
 	}
 	after := owners(t, a, b)
 	moved := 0

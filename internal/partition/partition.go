@@ -8,8 +8,10 @@
 // say "forwarded": the header must come with ForwardSignatureHeader, an
 // HMAC over the forwarder and the request under a secret the instances
 // share. A client that sends the header itself has it dropped at the edge
-// and is routed like any request. (A shared secret until every instance has
-// its own mTLS identity; see docs/security.md.) If the owner
+// and is routed like any request. With instance identities, peers also
+// reach each other only on a mutual-TLS internal listener (Edge,
+// PeersOnly; docs/security.md), and the signature stays as a second
+// check. If the owner
 // cannot be reached (it just died, and the ring has not caught up yet), the
 // request is served here: ownership is for locality, the fencing locks are
 // for safety, so availability wins.
@@ -40,10 +42,11 @@ const ForwardedHeader = "Payonce-Forwarded-By"
 // ForwardSignatureHeader proves ForwardedHeader came from a peer.
 const ForwardSignatureHeader = "Payonce-Forward-Signature"
 
-// signForward is the HMAC of a forwarded request: who forwarded it, the
-// method, the target and the body, so a signature cannot be moved to
-// another request.
-func signForward(secret []byte, from string, r *http.Request, body []byte) string {
+// Signature is the HMAC of a forwarded request, sent as
+// ForwardSignatureHeader: who forwarded it, the method, the target and the
+// body, so a signature cannot be moved to another request. (Exported for
+// the tests that play an attacker holding the secret.)
+func Signature(secret []byte, from string, r *http.Request, body []byte) string {
 	m := hmac.New(sha256.New, secret)
 	bodySum := sha256.Sum256(body)
 	for _, f := range []string{from, r.Method, r.URL.RequestURI(), hex.EncodeToString(bodySum[:])} {
@@ -99,7 +102,7 @@ func (rt Router) Wrap(keyOf KeyFunc, next http.Handler) http.Handler {
 		}
 		if from := r.Header.Get(ForwardedHeader); from != "" {
 			sig := r.Header.Get(ForwardSignatureHeader)
-			if len(rt.Secret) > 0 && hmac.Equal([]byte(sig), []byte(signForward(rt.Secret, from, r, body))) {
+			if len(rt.Secret) > 0 && hmac.Equal([]byte(sig), []byte(Signature(rt.Secret, from, r, body))) {
 				span.SetAttributes(attribute.String("partition.forwarded_by", from))
 				next.ServeHTTP(w, r)
 				return
@@ -132,7 +135,7 @@ func (rt Router) Wrap(keyOf KeyFunc, next http.Handler) http.Handler {
 				pr.SetURL(target)
 				pr.Out.Host = pr.In.Host
 				pr.Out.Header.Set(ForwardedHeader, self.Instance)
-				pr.Out.Header.Set(ForwardSignatureHeader, signForward(rt.Secret, self.Instance, pr.In, body))
+				pr.Out.Header.Set(ForwardSignatureHeader, Signature(rt.Secret, self.Instance, pr.In, body))
 				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
 				pr.Out.ContentLength = int64(len(body))
 			},

@@ -66,12 +66,16 @@ func verb(sql string) string {
 	return strings.ToUpper(fields[0])
 }
 
-// NewPool opens a pgx pool on url whose queries are traced.
-func NewPool(ctx context.Context, url string, tp trace.TracerProvider, db string) (*pgxpool.Pool, error) {
+// NewPool opens a pgx pool on url whose queries are traced, with at most
+// maxConns connections (pgx's default, max(4, CPUs), when 0).
+func NewPool(ctx context.Context, url string, tp trace.TracerProvider, db string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
 	cfg.ConnConfig.Tracer = New(tp, db)
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }

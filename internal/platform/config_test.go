@@ -62,3 +62,52 @@ func TestDatabasePasswordGoesIntoTheURL(t *testing.T) {
 		t.Fatal("TLS on with no TLS_* variable")
 	}
 }
+
+// With an identity, peers call each other on the internal listener (mutual
+// TLS), which is what the instance registers: its default advertised URL is
+// https://, a plain one is refused, and outside dev mode an instance with
+// TLS_* but no internal listener refuses to start rather than forward
+// callers' keys and card numbers in clear.
+func TestInternalListenerAndAdvertisedURL(t *testing.T) {
+	base := map[string]string{
+		"ORDERS_DATABASE_URL": "postgres://orders@db/orders",
+		"COORDINATOR_URLS":    "https://c1:8080",
+		"INTERNAL_SECRET":     "3f9a1c7e5b2d48a0c6e19f7b3d5a2c8ex",
+		"TLS_CERT_FILE":       "/certs/orders-1.crt",
+		"TLS_KEY_FILE":        "/certs/orders-1.key",
+		"TLS_CA_FILE":         "/certs/ca.crt",
+	}
+	read := func(extra map[string]string) (Config, error) {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range extra {
+			if v == "" {
+				delete(env, k)
+			} else {
+				env[k] = v
+			}
+		}
+		r := envconfig.New(func(k string) string { return env[k] })
+		c := ReadConfig(r, "orders", ":8080")
+		return c, r.Err()
+	}
+	if _, err := read(nil); err == nil || !strings.Contains(err.Error(), "ORDERS_INTERNAL_ADDR is required") {
+		t.Fatalf("TLS without an internal listener outside dev mode: %v", err)
+	}
+	c, err := read(map[string]string{"PAYONCE_DEV_MODE": "true"})
+	if err != nil || c.InternalAddr != "" || c.AdvertiseURL != "http://127.0.0.1:8080" {
+		t.Fatalf("dev mode without an internal listener: %+v, %v", c, err)
+	}
+	c, err = read(map[string]string{"ORDERS_INTERNAL_ADDR": ":8443"})
+	if err != nil || c.AdvertiseURL != "https://127.0.0.1:8443" {
+		t.Fatalf("internal listener: advertise %q, %v", c.AdvertiseURL, err)
+	}
+	if _, err := read(map[string]string{"ORDERS_INTERNAL_ADDR": ":8443", "ORDERS_ADVERTISE_URL": "http://orders-1:8443"}); err == nil || !strings.Contains(err.Error(), "want https://") {
+		t.Fatalf("a plain advertised URL with an internal listener: %v", err)
+	}
+	if _, err := read(map[string]string{"ORDERS_INTERNAL_ADDR": ":8443", "TLS_CERT_FILE": "", "TLS_KEY_FILE": "", "TLS_CA_FILE": ""}); err == nil || !strings.Contains(err.Error(), "without TLS_*") {
+		t.Fatalf("an internal listener without a certificate: %v", err)
+	}
+}

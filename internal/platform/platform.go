@@ -9,10 +9,12 @@ package platform
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -32,6 +34,7 @@ import (
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/membership"
 	"github.com/payonce/payonce/internal/outbox"
+	"github.com/payonce/payonce/internal/partition"
 	"github.com/payonce/payonce/internal/pgtrace"
 	"github.com/payonce/payonce/internal/telemetry"
 	"github.com/payonce/payonce/migrations"
@@ -44,14 +47,24 @@ type Config struct {
 	// migrations and its group on the ring.
 	Service    string
 	InstanceID string
-	// AdvertiseURL is where other instances reach this one.
-	AdvertiseURL    string
-	DatabaseURL     string
-	MigrateOnStart  bool
-	NATSURL         string
-	CoordinatorURLs []string
-	MembershipTTL   time.Duration
-	Idempotency     idempotency.Config
+	// AdvertiseURL is where other instances reach this one: the internal
+	// listener when there is one.
+	AdvertiseURL string
+	// InternalAddr, with TLS, is the mutual-TLS listener other instances
+	// of the service call (ListenInternal); empty: peers use the public one.
+	InternalAddr string
+	// PeerPaths are the routes only other instances of the service call
+	// (payments' hand-overs): with an internal listener, the public one
+	// answers them 404 (partition.Edge).
+	PeerPaths   []string
+	DatabaseURL string
+	// DatabaseMaxConns caps the service's connection pool.
+	DatabaseMaxConns int32
+	MigrateOnStart   bool
+	NATSURL          string
+	CoordinatorURLs  []string
+	MembershipTTL    time.Duration
+	Idempotency      idempotency.Config
 	// DevMode accepts demo API keys and the default internal secret
 	// (PAYONCE_DEV_MODE): a laptop stack, never a deployment.
 	DevMode bool
@@ -78,6 +91,10 @@ type Platform struct {
 	Idempotency *idempotency.Store
 	Members     *membership.Membership
 	// PeerTransport carries trace context on calls to other instances.
+	// With an internal listener it presents this instance's certificate
+	// and accepts a peer only by CA chain and an identity of this service
+	// (identity.PeerTransport): peers are dialled at the address they
+	// registered, which their certificates need not name.
 	PeerTransport http.RoundTripper
 	// Coordinator is the HTTP client for the coordinator: with the
 	// instance's identity it presents its certificate (the coordinator
@@ -116,7 +133,13 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.Logger = tel.Logger.With("instance", cfg.InstanceID)
 	p.Tracer = tel.Tracer("payonce/" + cfg.Service)
 	p.Meter = tel.Meter("payonce/" + cfg.Service)
-	p.PeerTransport = otelhttp.NewTransport(http.DefaultTransport,
+	var peerBase http.RoundTripper = http.DefaultTransport
+	if cfg.TLS != nil && cfg.InternalAddr != "" {
+		if peerBase, err = identity.PeerTransport(*cfg.TLS, cfg.Service); err != nil {
+			return nil, fmt.Errorf("peer tls: %w", err)
+		}
+	}
+	p.PeerTransport = otelhttp.NewTransport(peerBase,
 		otelhttp.WithTracerProvider(tel.TracerProvider), otelhttp.WithPropagators(tel.Propagator))
 
 	if cfg.MigrateOnStart {
@@ -124,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			return nil, err
 		}
 	}
-	if p.Pool, err = pgtrace.NewPool(ctx, cfg.DatabaseURL, tel.TracerProvider, cfg.Service); err != nil {
+	if p.Pool, err = pgtrace.NewPool(ctx, cfg.DatabaseURL, tel.TracerProvider, cfg.Service, cfg.DatabaseMaxConns); err != nil {
 		return nil, fmt.Errorf("%s database: %w", cfg.Service, err)
 	}
 	p.closers = append(p.closers, p.Pool.Close)
@@ -200,8 +223,13 @@ func (p *Platform) Endpoint(name string) endpoint.Middleware {
 
 // Handler wraps a service's API in the shared router: probes (Postgres,
 // NATS, ring, and the service's own extra checks), /metrics, tracing, the
-// instance header.
+// instance header. With an internal listener, the public API refuses the
+// peer-only routes (Config.PeerPaths) and forwarded claims
+// (partition.Edge): peers use InternalHandler's listener.
 func (p *Platform) Handler(api http.Handler, extra ...httpkit.Check) http.Handler {
+	if p.cfg.InternalAddr != "" {
+		api = partition.Edge(api, p.cfg.PeerPaths...)
+	}
 	return httpkit.Router(httpkit.RouterConfig{
 		API:      api,
 		Instance: p.cfg.InstanceID,
@@ -223,6 +251,41 @@ func (p *Platform) Handler(api http.Handler, extra ...httpkit.Check) http.Handle
 			}},
 		}, extra...),
 		Metrics:        p.Telemetry.MetricsHandler(),
+		TracerProvider: p.Telemetry.TracerProvider,
+		Propagator:     p.Telemetry.Propagator,
+		Logger:         p.Logger,
+	})
+}
+
+// ListenInternal opens the internal listener (Config.InternalAddr): mutual
+// TLS with this instance's certificate, admitting instances of its own
+// service only, so a process without such a certificate (an API caller,
+// another service, another CA's party) fails the handshake before a byte
+// of a request is read. ok is false when no internal listener is
+// configured.
+func (p *Platform) ListenInternal() (ln net.Listener, ok bool, err error) {
+	if p.cfg.InternalAddr == "" || p.cfg.TLS == nil {
+		return nil, false, nil
+	}
+	tlsCfg, err := identity.ServerConfig(*p.cfg.TLS, identity.AllowServices(p.cfg.Service))
+	if err != nil {
+		return nil, false, fmt.Errorf("internal listener tls: %w", err)
+	}
+	raw, err := net.Listen("tcp", p.cfg.InternalAddr)
+	if err != nil {
+		return nil, false, fmt.Errorf("listen %s: %w", p.cfg.InternalAddr, err)
+	}
+	return tls.NewListener(raw, tlsCfg), true, nil
+}
+
+// InternalHandler wraps api for the internal listener: traced like the
+// public one (a forwarded request stays one trace), with no probes or
+// metrics, serving only peers' forwarded requests and internal routes
+// (partition.PeersOnly).
+func (p *Platform) InternalHandler(api http.Handler) http.Handler {
+	return httpkit.Router(httpkit.RouterConfig{
+		API:            partition.PeersOnly(p.cfg.Service, api),
+		Instance:       p.cfg.InstanceID,
 		TracerProvider: p.Telemetry.TracerProvider,
 		Propagator:     p.Telemetry.Propagator,
 		Logger:         p.Logger,

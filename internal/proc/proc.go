@@ -151,7 +151,13 @@ func FreePort() (int, error) {
 
 // WaitReady polls url until it answers 200, the process exits, or ctx ends.
 func WaitReady(ctx context.Context, p *Process, url string) error {
-	client := &http.Client{Timeout: time.Second}
+	return WaitReadyWith(ctx, p, url, &http.Client{Timeout: time.Second})
+}
+
+// WaitReadyWith is WaitReady asking through client: an https:// server of
+// the stack's CA needs a client that trusts it. client should have a
+// timeout of its own, so a hung server does not stall the poll.
+func WaitReadyWith(ctx context.Context, p *Process, url string, client *http.Client) error {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	var last string

@@ -135,6 +135,9 @@ func errUnauthorized(cause error) error {
 	return &Problem{Status: http.StatusUnauthorized, Type: "unauthorized", Detail: "the caller could not be identified", Err: cause}
 }
 
+// errUnavailable answers a request the store could not take (its database
+// is away): nothing was recorded, so the same key may be sent again, after
+// Retry-After.
 func errUnavailable(detail string, cause error) error {
-	return &Problem{Status: http.StatusServiceUnavailable, Type: "unavailable", Detail: detail, Err: cause}
+	return &Problem{Status: http.StatusServiceUnavailable, Type: "unavailable", RetryAfter: 1, Detail: detail, Err: cause}
 }

@@ -190,7 +190,11 @@ func TestLateGrantGetsItsFullTTL(t *testing.T) {
 	c := coordinatortest.Start(t, 3)
 	ctx := context.Background()
 	cl := lock.NewClient(c.URLs())
-	const ttl = 600 * time.Millisecond
+	// Long enough that the confirming keepalive, sent at the grant, lands
+	// within the lease on a loaded machine: with 600 ms, at load 20, it
+	// arrived after the server had expired the lease, and the client
+	// rightly refused it ("granted too late to be safe").
+	const ttl = 2 * time.Second
 	holder, err := cl.Acquire(ctx, "late", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)

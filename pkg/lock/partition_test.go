@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/payonce/payonce/pkg/lock"
 	"github.com/payonce/payonce/services/coordinator/coordinatortest"
@@ -55,13 +56,15 @@ func TestPartitionLeasesRenewInOneRequest(t *testing.T) {
 	before, renewalsBefore := cl.Requests(), g.Renewals()
 	start := time.Now()
 	// Wait for at least 6 renewals (2 TTLs), on the group's own counter.
+	poll := time.NewTicker(10 * time.Millisecond) // polling a counter, not waiting for time to pass
+	defer poll.Stop()
 	for g.Renewals() < renewalsBefore+6 {
 		for _, l := range leases {
 			if !l.Valid() {
 				t.Fatalf("%s lost after %v: %v", l.Name(), time.Since(start), l.Err())
 			}
 		}
-		time.Sleep(10 * time.Millisecond) // polling a counter, not waiting for time to pass
+		<-poll.C
 	}
 	requests, renewals := cl.Requests()-before, g.Renewals()-renewalsBefore
 	if requests != renewals {
@@ -232,14 +235,15 @@ func TestCheckFenceRefusesTheOldHolderOnceTheNewOneClaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = tx2.Rollback(ctx)
-	// The successor's claim waits for tx1 (still open).
+	// The successor's claim waits for tx1 (still open): PostgreSQL shows
+	// its backend waiting on a lock held by tx1's.
+	var holderPID uint32
+	if err := tx1.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holderPID); err != nil {
+		t.Fatal(err)
+	}
 	claimed := make(chan error, 1)
 	go func() { claimed <- claim(next) }()
-	select {
-	case err := <-claimed:
-		t.Fatalf("the claim did not wait for the old holder's write in flight: %v", err)
-	case <-time.After(300 * time.Millisecond): // it must still be blocked on tx1's row lock
-	}
+	waitBlockedBy(t, pool, holderPID, claimed)
 	if err := tx1.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +263,34 @@ func TestCheckFenceRefusesTheOldHolderOnceTheNewOneClaimed(t *testing.T) {
 	for _, tok := range []lock.FenceToken{{Epoch: 1, Token: 20, LeaseID: "forged"}, {Epoch: 1, Token: 19, LeaseID: "next"}} {
 		if err := check(tok); !errors.Is(err, lock.ErrStaleToken) {
 			t.Fatalf("check %+v: %v, want ErrStaleToken", tok, err)
+		}
+	}
+}
+
+// waitBlockedBy waits until some backend is waiting for a lock that the
+// backend holderPID holds (pg_blocking_pids), failing if done delivers
+// first: the operation behind done returned without waiting.
+func waitBlockedBy(t *testing.T, pool *pgxpool.Pool, holderPID uint32, done <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		var blocked bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1::int = ANY (pg_blocking_pids(pid)))`,
+			int32(holderPID)).Scan(&blocked); err != nil {
+			t.Fatalf("read pg_blocking_pids: %v", err)
+		}
+		if blocked {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the claim did not wait for the old holder's write in flight: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no backend came to wait on the old holder's row lock within 30s")
+		case <-poll.C:
 		}
 	}
 }

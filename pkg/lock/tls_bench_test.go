@@ -45,7 +45,7 @@ func BenchmarkTLSCost(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for range next {
-							l, err := cl.Acquire(ctx, fmt.Sprintf("tls-bench-%d", w), 10*time.Second)
+							l, err := cl.Acquire(ctx, fmt.Sprintf("payments:tls-bench-%d", w), 10*time.Second)
 							if err != nil {
 								b.Error(err)
 								return

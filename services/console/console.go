@@ -40,7 +40,13 @@ type View struct {
 	// most nodes report.
 	Coordinators []CoordinatorNode `json:"coordinators"`
 	LeaderID     string            `json:"leader_id"`
-	// Locks are the held locks as the leader's replica sees them.
+	// Partitions are the payments partitions' leases as the leader's
+	// replica sees them: under the partition design (ADR 0070) one entry
+	// per partition, all customer.Partitions (64) of them, in partition
+	// order, free ones without a holder; otherwise none.
+	Partitions []PartitionLease `json:"partitions"`
+	// Locks are the other held locks (the per-key design's customer
+	// locks), and for a while the ones released since: at most 20.
 	Locks []LockView `json:"locks"`
 	// Rings has one entry per partitioned service (orders, payments).
 	Rings []RingView `json:"rings"`
@@ -98,13 +104,31 @@ type LockView struct {
 	// Released is set by the console on a lock it saw held a moment ago and
 	// no longer sees: a charge is short, and a learner should still see its
 	// token.
-	Released bool `json:"released,omitempty"`
-	Holder   *struct {
-		Owner       string `json:"owner"`
-		Token       uint64 `json:"token"`
-		TTLMS       int64  `json:"ttl_ms"`
-		RemainingMS int64  `json:"remaining_ms"`
-	} `json:"holder,omitempty"`
+	Released bool        `json:"released,omitempty"`
+	Holder   *LockHolder `json:"holder,omitempty"`
+}
+
+// LockHolder is a lock's current lease: who holds it, the fencing token of
+// the grant, its TTL and how much of it is left unless renewed.
+type LockHolder struct {
+	Owner       string `json:"owner"`
+	Token       uint64 `json:"token"`
+	TTLMS       int64  `json:"ttl_ms"`
+	RemainingMS int64  `json:"remaining_ms"`
+}
+
+// PartitionLease is one payments partition's lease: the instance holding
+// it, the fencing token of its grant and how long it has left unless
+// renewed. Holder is "" while the partition is free (between an expiry and
+// the next grant). The JSON is terse on purpose: a view carries 64 of them
+// twice a second.
+type PartitionLease struct {
+	Partition   int    `json:"p"`
+	Holder      string `json:"holder,omitempty"`
+	Token       uint64 `json:"token,omitempty"`
+	TTLMS       int64  `json:"ttl_ms,omitempty"`
+	RemainingMS int64  `json:"remaining_ms,omitempty"`
+	Waiters     int    `json:"waiters,omitempty"`
 }
 
 // Instance is one registered instance of a service.

@@ -8,10 +8,10 @@
 // fault switches) and folds what it reads into one View: the ring of each
 // service (every slot and its owner, and the slots that moved at the last
 // membership change), the Raft nodes (role, term, commit and applied index),
-// the held locks with their fencing tokens and remaining TTL, the latest
-// orders and payments of the customers it watches with the state changes it
-// saw, and the idempotency middleware's first answers, replays and
-// conflicts. The page gets every new View over server-sent events.
+// the payments partitions' leases (all 64) and any other held locks, with
+// their fencing tokens and remaining TTL, the latest orders and payments of
+// the customers it watches with the state changes it saw, and the
+// idempotency middleware's first answers, replays and conflicts. The page gets every new View over server-sent events.
 //
 // Actions (bank faults, a retry storm, killing the Raft leader, stopping or
 // pausing a payments instance) exist only in dev mode: outside it every one

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/payonce/payonce/internal/customer"
 	"github.com/payonce/payonce/pkg/ring"
 )
 
@@ -26,8 +28,15 @@ const (
 	movedFor = 10 * time.Second
 	// releasedFor is how long a released lock stays on the page.
 	releasedFor = 30 * time.Second
-	maxLocks    = 20
+	// maxLocks bounds the locks other than partition leases (the per-key
+	// design's customer locks, held and recently released); the partition
+	// leases are customer.Partitions (64) more, one per partition.
+	maxLocks = 20
 )
+
+// DemoCaller is the caller the dev and compose stacks give the demo API
+// key (payonce-demo-key-1; deploy/secrets/*_api_keys, cmd/devstack).
+const DemoCaller = "demo"
 
 // Config configures a Console.
 type Config struct {
@@ -35,6 +44,11 @@ type Config struct {
 	Stack Stack
 	// Control is the dev stack's control endpoint; nil under docker compose.
 	Control Control
+	// Caller is the API caller the Stack's key belongs to (the services map
+	// a key to a caller with their *_API_KEYS, "caller:key"): the demo
+	// caller, "demo". A customer id names a customer of one caller, and the
+	// services place the caller's customer, so a lookup needs it.
+	Caller string
 	// DevMode allows actions; without it every action is refused.
 	DevMode bool
 	// JaegerURL is the base URL of a Jaeger UI for trace links, or "".
@@ -97,6 +111,9 @@ func New(cfg Config) *Console {
 	if cfg.PauseFor <= 0 {
 		cfg.PauseFor = 20 * time.Second
 	}
+	if cfg.Caller == "" {
+		cfg.Caller = DemoCaller
+	}
 	c := &Console{
 		cfg: cfg, subs: map[chan View]struct{}{}, timelines: map[string][]Transition{},
 		traces: map[string]string{}, rings: map[string]*ring.Snapshot{}, moved: map[string]RingView{},
@@ -106,7 +123,7 @@ func New(cfg Config) *Console {
 		c.Watch(id)
 	}
 	c.view = View{DevMode: cfg.DevMode, Control: cfg.Control != nil, JaegerURL: cfg.JaegerURL, Traces: cfg.Traces,
-		Coordinators: []CoordinatorNode{}, Locks: []LockView{}, Rings: []RingView{}, Orders: []Record{}, Payments: []Record{},
+		Coordinators: []CoordinatorNode{}, Partitions: []PartitionLease{}, Locks: []LockView{}, Rings: []RingView{}, Orders: []Record{}, Payments: []Record{},
 		Idempotency: []IdempotencyCounts{}, FenceRefusals: []FenceRefusals{}, Keys: []KeyCounts{}, Storms: []StormResult{}, Problems: []string{}}
 	return c
 }
@@ -162,18 +179,32 @@ func (c *Console) Watch(customerID string) {
 	}
 }
 
-// Placement is where a customer lives on one service's ring.
+// Placement is where the console's caller's customer lives on one
+// service's ring.
 type Placement struct {
 	Service string `json:"service"`
-	Slot    int    `json:"slot"`
-	Owner   string `json:"owner"`
+	// Key is what the service places on its ring for the customer: orders
+	// the caller's customer ("demo:alice"), payments the name of that
+	// customer's partition ("payments-partition-17").
+	Key   string `json:"key"`
+	Slot  int    `json:"slot"`
+	Owner string `json:"owner"`
 	// Successors are the owner followed by the next distinct members, the
 	// order in which instances would take the customer over.
 	Successors []string `json:"successors"`
+	// Partition is the customer's payments partition (payments only), and
+	// Lease that partition's lease as the latest view saw it (nil when no
+	// one holds it).
+	Partition *int            `json:"partition,omitempty"`
+	Lease     *PartitionLease `json:"lease,omitempty"`
 }
 
-// Lookup places a customer on every ring, exactly as the services do (the
-// same pkg/ring snapshot the coordinator replicates), and watches it.
+// Lookup places the caller's customer on every ring and watches it. It
+// computes the ring key exactly as each service does (internal/customer:
+// orders places Key(caller, id), payments the partition of
+// Lock(caller, id)) on the same pkg/ring snapshot the coordinator
+// replicates, so the owner it names is the instance that serves the
+// customer when the console's caller asks for it.
 func (c *Console) Lookup(customerID string) ([]Placement, error) {
 	if err := validCustomer(customerID); err != nil {
 		return nil, err
@@ -187,9 +218,19 @@ func (c *Console) Lookup(customerID string) ([]Placement, error) {
 		if s == nil {
 			continue
 		}
-		owner, _ := s.Owner(customerID)
-		out = append(out, Placement{Service: svc, Slot: s.Slot(customerID), Owner: owner,
-			Successors: s.Successors(customerID, s.Len(), nil)})
+		p := Placement{Service: svc, Key: customer.Key(c.cfg.Caller, customerID)}
+		if svc == "payments" {
+			n := customer.PartitionOf(customer.Lock(c.cfg.Caller, customerID))
+			p.Key, p.Partition = customer.PartitionName(n), &n
+			if i := slices.IndexFunc(c.view.Partitions, func(l PartitionLease) bool { return l.Partition == n }); i >= 0 {
+				if l := c.view.Partitions[i]; l.Holder != "" {
+					p.Lease = &l
+				}
+			}
+		}
+		p.Owner, _ = s.Owner(p.Key)
+		p.Slot, p.Successors = s.Slot(p.Key), s.Successors(p.Key, s.Len(), nil)
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -201,7 +242,7 @@ func (c *Console) Refresh(ctx context.Context) View {
 	ctx, cancel := context.WithTimeout(ctx, max(2*time.Second, c.cfg.Interval))
 	defer cancel()
 	v := View{DevMode: c.cfg.DevMode, Control: c.cfg.Control != nil, JaegerURL: c.cfg.JaegerURL, Traces: c.cfg.Traces,
-		Problems: []string{}, Locks: []LockView{}, Keys: []KeyCounts{}, Storms: []StormResult{}}
+		Problems: []string{}, Locks: []LockView{}, Partitions: []PartitionLease{}, Keys: []KeyCounts{}, Storms: []StormResult{}}
 	var mu sync.Mutex // guards v.Problems while the reads below run at once
 	problem := func(format string, args ...any) {
 		mu.Lock()
@@ -267,6 +308,7 @@ func (c *Console) Refresh(ctx context.Context) View {
 	wg.Wait()
 
 	v.LeaderID, v.Locks = leaderOf(v.Coordinators)
+	v.Partitions, v.Locks = partitionLeases(v.Locks)
 	v.Rings = c.ringViews(members)
 
 	// The records and counters need the instances' addresses.
@@ -413,6 +455,42 @@ func leaderOf(nodes []CoordinatorNode) (string, []LockView) {
 		}
 	}
 	return leader, nonNil(locks)
+}
+
+// partitionLeases splits the payments partitions' leases from the other
+// locks. When any partition is leased (the partition design, ADR 0070) it
+// returns one entry per partition, in partition order, the free ones with
+// no holder: the page draws all of them, and a partition between two
+// holders shows as a gap. Otherwise it returns none.
+func partitionLeases(locks []LockView) (parts []PartitionLease, others []LockView) {
+	parts, others = []PartitionLease{}, []LockView{}
+	held := map[int]PartitionLease{}
+	for _, l := range locks {
+		// The coordinator's lock is the partition's name in payments'
+		// namespace ("payments:payments-partition-3"; see
+		// services/payments/coordinator.LockName), or the bare name.
+		n, ok := customer.PartitionNumber(strings.TrimPrefix(l.Name, "payments:"))
+		if !ok {
+			others = append(others, l)
+			continue
+		}
+		pl := PartitionLease{Partition: n, Waiters: l.Waiters}
+		if h := l.Holder; h != nil {
+			pl.Holder, pl.Token, pl.TTLMS, pl.RemainingMS = h.Owner, h.Token, h.TTLMS, h.RemainingMS
+		}
+		held[n] = pl
+	}
+	if len(held) == 0 {
+		return parts, others
+	}
+	for n := range customer.Partitions {
+		pl, ok := held[n]
+		if !ok {
+			pl = PartitionLease{Partition: n}
+		}
+		parts = append(parts, pl)
+	}
+	return parts, others
 }
 
 func nonNil[T any](s []T) []T {

@@ -2,13 +2,18 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/payonce/payonce/pkg/ring"
+	"github.com/payonce/payonce/services/orders"
+	"github.com/payonce/payonce/services/payments"
 )
 
 // stubStack answers the console's reads from fields a test sets; the storm
@@ -143,7 +148,7 @@ func TestRingViewMarksExactlyTheSlotsThatMoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner, _ := s.snapshot["payments"].Owner("alice")
+	owner, _ := s.snapshot["payments"].Owner(payments.CustomerPartitionName(DemoCaller, "alice"))
 	if len(ps) != 2 || ps[1].Owner != owner || ps[1].Successors[0] != owner || len(ps[1].Successors) != 2 {
 		t.Fatalf("lookup %+v, want owner %s", ps, owner)
 	}
@@ -237,5 +242,139 @@ func TestFenceRefusalsAreShownLastFirst(t *testing.T) {
 	if len(v.FenceRefusals) != 2 || v.FenceRefusals[0].Instance != "payments-2" || v.FenceRefusals[0].LastToken != 41 ||
 		v.FenceRefusals[0].FenceToken != 57 || v.FenceRefusals[1].Instance != "payments-1" {
 		t.Fatalf("fence refusals %+v", v.FenceRefusals)
+	}
+}
+
+// partitionLocks are the locks the coordinator's leader holds for the
+// payments partitions, each in payments' namespace, held by holderOf(p)
+// with token 1000+p: what GET /v1/cluster/node lists under ADR 0070.
+func partitionLocks(holderOf func(p int) string) []LockView {
+	var locks []LockView
+	for p := range payments.Partitions {
+		if h := holderOf(p); h != "" {
+			locks = append(locks, LockView{Name: "payments:" + payments.PartitionName(p),
+				Holder: &LockHolder{Owner: h, Token: uint64(1000 + p), TTLMS: 6000, RemainingMS: int64(6000 - 10*p)}})
+		}
+	}
+	return locks
+}
+
+// TestLookupNamesTheInstanceThatServesTheCallersCustomer: for many
+// customer ids, the lookup's owner is the owner the services compute for
+// the console's caller's customer, with the services' own functions on the
+// same ring: orders places orders.CustomerKey(caller, id), payments the
+// partition payments.CustomerPartitionName(caller, id). The payments
+// placement names that partition and its lease as the coordinator shows
+// it. The test also checks that placing the bare id (the console's old
+// lookup) would name another owner for some of these ids, so it can fail.
+func TestLookupNamesTheInstanceThatServesTheCallersCustomer(t *testing.T) {
+	const caller = "demo"
+	s := &stubStack{members: map[string][]string{}, snapshot: map[string]*ring.Snapshot{}, nodes: map[string]NodeStatus{
+		"c1": {ID: "c1", State: "Leader", LeaderID: "c1", Locks: partitionLocks(func(p int) string {
+			return "payments/payments-" + strconv.Itoa(1+p%2)
+		})},
+	}}
+	s.setMembers(t, "orders", "orders-1", "orders-2")
+	s.setMembers(t, "payments", "payments-1", "payments-2")
+	c := New(Config{Stack: s, Caller: caller})
+	c.Refresh(context.Background())
+
+	bareDiffers := 0
+	for i := range 40 {
+		id := "cust-" + strconv.Itoa(i)
+		if i == 0 {
+			id = "alice"
+		}
+		ps, err := c.Lookup(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != 2 || ps[0].Service != "orders" || ps[1].Service != "payments" {
+			t.Fatalf("lookup %s: %+v", id, ps)
+		}
+		ordersKey := orders.CustomerKey(caller, id)
+		wantOrders, _ := s.snapshot["orders"].Owner(ordersKey)
+		if o := ps[0]; o.Key != ordersKey || o.Owner != wantOrders || o.Successors[0] != wantOrders || o.Slot != s.snapshot["orders"].Slot(ordersKey) {
+			t.Fatalf("orders placement of %s: %+v, want key %s owned by %s", id, o, ordersKey, wantOrders)
+		}
+		partition := payments.CustomerPartitionName(caller, id)
+		wantPayments, _ := s.snapshot["payments"].Owner(partition)
+		p := ps[1]
+		if p.Key != partition || p.Owner != wantPayments || p.Successors[0] != wantPayments || p.Partition == nil ||
+			payments.PartitionName(*p.Partition) != partition {
+			t.Fatalf("payments placement of %s: %+v, want partition %s owned by %s", id, p, partition, wantPayments)
+		}
+		n := *p.Partition
+		if p.Lease == nil || p.Lease.Holder != "payments/payments-"+strconv.Itoa(1+n%2) || p.Lease.Token != uint64(1000+n) {
+			t.Fatalf("payments placement of %s: lease %+v, want partition %d's", id, p.Lease, n)
+		}
+		if bare, _ := s.snapshot["orders"].Owner(id); bare != wantOrders {
+			bareDiffers++
+		}
+		if bare, _ := s.snapshot["payments"].Owner(id); bare != wantPayments {
+			bareDiffers++
+		}
+	}
+	if bareDiffers == 0 {
+		t.Fatal("the bare id has the same owner as the caller's customer for every id: this test could not fail")
+	}
+}
+
+// TestViewCarriesEveryPartitionLease: with all 64 partitions leased, the
+// view carries 64 partition leases, in partition order, each with its
+// holder, fencing token and remaining TTL, beside the other locks (which
+// keep their own bound of 20); with some partitions free, it still carries
+// 64, the free ones without a holder; without partition leases (the
+// per-key design), none.
+func TestViewCarriesEveryPartitionLease(t *testing.T) {
+	holder := func(p int) string { return "payments/payments-" + strconv.Itoa(1+p%3) }
+	locks := partitionLocks(holder)
+	for i := range 30 {
+		locks = append(locks, LockView{Name: "customer:demo:c" + strconv.Itoa(i),
+			Holder: &LockHolder{Owner: "payments/payments-1", Token: uint64(5000 + i), TTLMS: 15000, RemainingMS: 9000}})
+	}
+	s := &stubStack{members: map[string][]string{}, snapshot: map[string]*ring.Snapshot{}, nodes: map[string]NodeStatus{
+		"c1": {ID: "c1", State: "Leader", LeaderID: "c1", Locks: locks},
+	}}
+	s.setMembers(t, "orders", "orders-1")
+	s.setMembers(t, "payments", "payments-1", "payments-2", "payments-3")
+	c := New(Config{Stack: s})
+	v := c.Refresh(context.Background())
+	if len(v.Partitions) != payments.Partitions || payments.Partitions != 64 {
+		t.Fatalf("view carries %d partition leases, want all %d", len(v.Partitions), payments.Partitions)
+	}
+	for p, l := range v.Partitions {
+		if l.Partition != p || l.Holder != holder(p) || l.Token != uint64(1000+p) || l.TTLMS != 6000 || l.RemainingMS != int64(6000-10*p) {
+			t.Fatalf("partition %d: %+v", p, l)
+		}
+	}
+	if len(v.Locks) != maxLocks || !strings.HasPrefix(v.Locks[0].Name, "customer:") {
+		t.Fatalf("other locks: %d (want %d customer locks, no partition among them)", len(v.Locks), maxLocks)
+	}
+	data, err := json.Marshal(v.Partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("64 partition leases: %d bytes of JSON per view", len(data))
+
+	// Partitions 0-9 free (their holder was paused past its lease).
+	s.mu.Lock()
+	s.nodes["c1"] = NodeStatus{ID: "c1", State: "Leader", LeaderID: "c1", Locks: partitionLocks(func(p int) string {
+		if p < 10 {
+			return ""
+		}
+		return holder(p)
+	})}
+	s.mu.Unlock()
+	v = c.Refresh(context.Background())
+	if len(v.Partitions) != 64 || v.Partitions[3].Holder != "" || v.Partitions[3].Partition != 3 || v.Partitions[10].Holder != holder(10) {
+		t.Fatalf("with partitions 0-9 free: %d leases, %+v, %+v", len(v.Partitions), v.Partitions[3], v.Partitions[10])
+	}
+
+	s.mu.Lock()
+	s.nodes["c1"] = NodeStatus{ID: "c1", State: "Leader", LeaderID: "c1", Locks: locks[64:]}
+	s.mu.Unlock()
+	if v = c.Refresh(context.Background()); len(v.Partitions) != 0 {
+		t.Fatalf("per-key design: %d partition leases, want none", len(v.Partitions))
 	}
 }

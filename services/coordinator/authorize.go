@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/payonce/payonce/internal/errs"
@@ -12,7 +13,8 @@ import (
 // ownership rules themselves (only a lease's holder keeps it alive or
 // releases it, only a member entry's registrant heartbeats it) are decided
 // in the replicated log, where expiry and grants are; the policy adds what
-// needs no state: who may touch which member entry, and the limits.
+// needs no state: which lock names a service may use (its namespace, see
+// LockNamespace), who may touch which member entry, and the limits.
 type Policy struct {
 	// Required refuses every request that proved no identity (401). Set it
 	// whenever the API is served over mutual TLS; without it, requests
@@ -103,6 +105,52 @@ func (p Policy) member(c Caller, service, instance string, adminToo bool) error 
 	return errs.E(errs.Forbidden, fmt.Sprintf("%s may change only its own member entry, not %s/%s", c, service, instance)).WithType(TypeNotHolder)
 }
 
+// LockNamespace returns the namespace of lock name: the part before its
+// first ":" ("payments" for "payments:customer:shop:alice"), or "" when it
+// has none. A service's identity may use only the locks of its own
+// namespace, so one service can neither take nor queue for nor fence
+// another's locks. The separator cannot appear in an identity's service
+// (a DNS label), so no two services' namespaces overlap.
+func LockNamespace(name string) string {
+	ns, _, ok := strings.Cut(name, ":")
+	if !ok {
+		return ""
+	}
+	return ns
+}
+
+// lock checks that c may use the lock name: it is in c's service's
+// namespace, or c is the operator.
+func (p Policy) lock(c Caller, name string) error {
+	if c.Service == Admin || LockNamespace(name) == c.Service {
+		return nil
+	}
+	return errs.E(errs.Forbidden, fmt.Sprintf("%s may use only locks named %s:<name>, not %q", c, c.Service, name)).WithType(TypeLockNotInNamespace)
+}
+
+// lockAccess checks that the request's caller may use the lock name (an
+// identity is required when the policy says so; without one nothing is
+// checked).
+func (p Policy) lockAccess(ctx context.Context, name string) error {
+	c, ok, err := p.caller(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	return p.lock(c, name)
+}
+
+// SeesLock reports whether c is shown lock name's details (its name, holder
+// and token) where locks are listed (a node's status): the operator and the
+// read-only console see every lock, a service the locks of its namespace.
+// Everyone else is shown how many locks are held, not which. Without an
+// identity (no TLS) every lock is shown, as it always was.
+func (p Policy) SeesLock(c Caller, name string) bool {
+	if c == (Caller{}) {
+		return !p.Required
+	}
+	return c.Service == Admin || c.Service == Console || LockNamespace(name) == c.Service
+}
+
 func limitExceeded(field string, got, limit time.Duration) error {
 	return errs.E(errs.Forbidden, fmt.Sprintf("%s %v is above the %v an identity may ask for", field, got, limit)).
 		WithType(TypeLimitExceeded).WithFields(errs.FieldError{Field: field, Reason: fmt.Sprintf("must be at most %d", limit.Milliseconds())})
@@ -120,11 +168,14 @@ type authorized struct {
 }
 
 func (a authorized) Acquire(ctx context.Context, req AcquireRequest) (Lease, error) {
-	_, ok, err := a.p.caller(ctx)
+	c, ok, err := a.p.caller(ctx)
 	if err != nil {
 		return Lease{}, err
 	}
 	if ok {
+		if err := a.p.lock(c, req.Lock); err != nil {
+			return Lease{}, err
+		}
 		if a.p.MaxLeaseTTL > 0 && req.TTL > a.p.MaxLeaseTTL {
 			return Lease{}, limitExceeded("ttl_ms", req.TTL, a.p.MaxLeaseTTL)
 		}
@@ -136,10 +187,10 @@ func (a authorized) Acquire(ctx context.Context, req AcquireRequest) (Lease, err
 	return a.next.Acquire(ctx, req)
 }
 
-// KeepAlive and Release need an identity; whether it is the holder's is
-// decided in the log (fsm's checkHolder).
+// KeepAlive and Release need an identity whose namespace holds the lock;
+// whether it is the holder's is decided in the log (fsm's checkHolder).
 func (a authorized) KeepAlive(ctx context.Context, lock, leaseID string) (Lease, error) {
-	if err := a.p.Authenticated(ctx); err != nil {
+	if err := a.p.lockAccess(ctx, lock); err != nil {
 		return Lease{}, err
 	}
 	return a.next.KeepAlive(ctx, lock, leaseID)
@@ -147,28 +198,38 @@ func (a authorized) KeepAlive(ctx context.Context, lock, leaseID string) (Lease,
 
 // KeepAliveBatch needs an identity; each lease of the batch is renewed
 // only for its holder, decided in the log by the same check as a single
-// keepalive.
+// keepalive. A batch naming a lock outside the caller's namespace is
+// refused whole: no honest holder sends one (it could hold no such lease).
 func (a authorized) KeepAliveBatch(ctx context.Context, refs []LeaseRef) ([]Renewal, error) {
 	if err := a.p.Authenticated(ctx); err != nil {
 		return nil, err
+	}
+	for _, r := range refs {
+		if err := a.p.lockAccess(ctx, r.Lock); err != nil {
+			return nil, err
+		}
 	}
 	return a.next.KeepAliveBatch(ctx, refs)
 }
 
 func (a authorized) Release(ctx context.Context, lock, leaseID string) error {
-	if err := a.p.Authenticated(ctx); err != nil {
+	if err := a.p.lockAccess(ctx, lock); err != nil {
 		return err
 	}
 	return a.next.Release(ctx, lock, leaseID)
 }
 
-// Lock shows the lease id to the holder only: with it, anyone could keep
-// the lease alive or release it where identities are not checked, and no
-// one else needs it.
+// Lock is shown to the services whose namespace holds it (and to the
+// operator and the console, as in a node's status); the lease id only to
+// the holder: with it, anyone could keep the lease alive or release it
+// where identities are not checked, and no one else needs it.
 func (a authorized) Lock(ctx context.Context, name string, opts ReadOptions) (Lock, error) {
-	c, _, err := a.p.caller(ctx)
+	c, ok, err := a.p.caller(ctx)
 	if err != nil {
 		return Lock{}, err
+	}
+	if ok && !a.p.SeesLock(c, name) {
+		return Lock{}, a.p.lock(c, name)
 	}
 	l, err := a.next.Lock(ctx, name, opts)
 	if err != nil || l.Holder == nil {

@@ -36,6 +36,11 @@ const Admin = "admin"
 // forward a caller's request to the leader on its behalf.
 const CoordinatorService = "coordinator"
 
+// Console is the service of the console's identity: a read-only operator
+// view, shown every lock a node lists (Policy.SeesLock) but allowed to
+// change nothing a service's identity could not.
+const Console = "console"
+
 type callerKey struct{}
 
 // WithCaller returns ctx carrying the authenticated caller.
@@ -55,6 +60,9 @@ const (
 	TypeNotHolder     = "not-holder"
 	TypeLimitExceeded = "limit-exceeded"
 	TypeMemberTaken   = "member-taken"
+	// TypeLockNotInNamespace refuses a lock name outside the caller's
+	// service's namespace (LockNamespace).
+	TypeLockNotInNamespace = "lock-not-in-namespace"
 )
 
 var (

@@ -23,8 +23,11 @@ type NodeStatus struct {
 	LeaderID string `json:"leader_id"`
 	// Voters lists the voting members of the configuration the node holds.
 	Voters []string `json:"voters"`
+	// LocksHeld is how many locks have a holder in this node's replica.
+	LocksHeld int `json:"locks_held"`
 	// Locks are the locks that have a holder in this node's replica of the
 	// state machine, by name. On a follower they lag the leader's by the
-	// replication delay.
+	// replication delay. A caller is shown only the locks it may see
+	// (Policy.SeesLock); LocksHeld counts them all.
 	Locks []Lock `json:"locks"`
 }

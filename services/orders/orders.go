@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/payonce/payonce/internal/customer"
 	"github.com/payonce/payonce/internal/events"
 )
 
@@ -126,7 +127,7 @@ type Store interface {
 // CustomerKey names the customer customerID of caller wherever one name
 // is needed (the ring): customers are a per-caller namespace. Callers
 // never contain ":" (internal/apikey), so the name is unambiguous.
-func CustomerKey(caller, customerID string) string { return caller + ":" + customerID }
+func CustomerKey(caller, customerID string) string { return customer.Key(caller, customerID) }
 
 var idNamespace = uuid.MustParse("8d1a3c55-2f4b-4f0e-9b7e-0c6d3e2a9f11")
 

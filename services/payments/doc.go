@@ -15,10 +15,10 @@
 //     through the Postgres fence, so a process whose lock lease expired
 //     while it was paused cannot overwrite the work of the newer holder.
 //
-// The payment row's status is the recovery point: pending (intent
-// recorded), authorizing (about to call, or calling, the bank), then
-// succeeded or failed. Whoever picks up an unfinished payment (a retry or
-// the recovery worker) continues from its status and never starts over.
+// The payment row's status is the recovery point: authorizing (the intent,
+// recorded under the customer's lease, about to call or calling the bank),
+// then succeeded or failed. Whoever picks up an unfinished payment (a retry
+// or the recovery worker) continues from its status and never starts over.
 //
 // This package imports no pgx, NATS, net/http or raft: the store, the lock
 // client and the bank client are interfaces that leaf packages implement.

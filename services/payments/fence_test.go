@@ -46,7 +46,7 @@ type pausedHolder struct {
 
 func (h pausedHolder) Acquire(ctx context.Context, name string, _ time.Duration) (payments.Lease, error) {
 	body, _ := json.Marshal(map[string]any{"request_id": uuid.NewString(), "ttl_ms": h.ttl.Milliseconds()})
-	resp, err := http.Post(h.coordinatorURL+"/v1/locks/"+url.PathEscape(name)+"/leases", "application/json", bytes.NewReader(body))
+	resp, err := http.Post(h.coordinatorURL+"/v1/locks/"+url.PathEscape(coordinator.LockName(name))+"/leases", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,11 +101,13 @@ func (unawareLease) Context() context.Context { return context.Background() }
 func (in *instance) waitServing(t *testing.T, want int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	poll := time.NewTicker(10 * time.Millisecond) // polling a condition
+	defer poll.Stop()
 	for !in.parts.Ready() || len(in.parts.Held()) != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("serving %d partitions (ready %v), want %d", len(in.parts.Held()), in.parts.Ready(), want)
 		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
+		<-poll.C
 	}
 }
 
@@ -175,7 +180,7 @@ func TestPartitionHandoffFencesTheOldOwner(t *testing.T) {
 	a.waitServing(t, payments.Partitions)
 	req := payments.CreatePaymentRequest{ID: payments.PaymentIDFor("shop", "handoff-1"), CustomerID: "cust-h", Amount: 900, Currency: "EUR", Card: "4242424242424242"}
 	partition := payments.CustomerPartitionName("shop", "cust-h")
-	oldLease, ok := a.leases.Lease(partition)
+	oldLease, ok := a.leases.Lease(coordinator.LockName(partition))
 	if !ok {
 		t.Fatal("A does not hold the customer's partition")
 	}
@@ -192,19 +197,24 @@ func TestPartitionHandoffFencesTheOldOwner(t *testing.T) {
 	a.owns.Store(&none)
 	b := rig.instance(t, ctx, "b", 2*time.Second, rig.bank, all)
 	b.waitServing(t, payments.Partitions)
-	if _, err := a.svc.CreatePayment(ctx, "shop", payments.CreatePaymentRequest{ID: payments.PaymentIDFor("shop", "after"),
+	after := payments.PaymentIDFor("shop", "after")
+	if _, err := a.svc.CreatePayment(ctx, "shop", payments.CreatePaymentRequest{ID: after,
 		CustomerID: "cust-h", Amount: 1, Currency: "EUR", Card: "4242424242424242"}); !errors.Is(err, payments.ErrNotOwner) {
 		t.Fatalf("A after the handoff: %v, want ErrNotOwner", err)
 	}
-	newLease, ok := b.leases.Lease(partition)
+	// The lease is checked before anything is written: A's refused intent
+	// left no row (its client retries, at the new owner).
+	if _, err := rig.store.Payment(ctx, after); !errors.Is(err, payments.ErrPaymentNotFound) {
+		t.Fatalf("A's refused intent: %v, want no payment recorded", err)
+	}
+	newLease, ok := b.leases.Lease(coordinator.LockName(partition))
 	if !ok || newLease.Token() <= oldLease.Token() {
 		t.Fatalf("B's lease on %s: %v (token %v), want one above A's %d", partition, ok, newLease, oldLease.Token())
 	}
-	// B's recovery finishes the charge A left in flight, and the intent A
-	// recorded but did not charge after the handoff (recorded first, then
-	// refused: the intent is kept, its partition's owner completes it).
-	if n, err := b.svc.ResumeUnfinished(ctx, 0, 10); err != nil || n != 2 {
-		t.Fatalf("B's recovery: %d, %v; want 2", n, err)
+	// B's recovery finishes the charge A left in flight, the only
+	// unfinished payment.
+	if n, err := b.svc.ResumeUnfinished(ctx, 0, 10); err != nil || n != 1 {
+		t.Fatalf("B's recovery: %d, %v; want 1", n, err)
 	}
 	before := snapshot(t, rig.pool, req.ID)
 	close(gate.open)
@@ -217,4 +227,133 @@ func TestPartitionHandoffFencesTheOldOwner(t *testing.T) {
 	if got := len(rig.sim.Ledger(ctx, bank.LedgerFilter{Kind: bank.EntryCapture, Reference: req.ID})); got != 1 {
 		t.Fatalf("%d captures, want 1", got)
 	}
+}
+
+// acquireCounter counts the lease acquisitions (POST /v1/locks/{lock}/leases)
+// a lock client sends, every attempt counted, and nothing else.
+type acquireCounter struct {
+	next http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *acquireCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/locks/") && strings.HasSuffix(r.URL.Path, "/leases") {
+		c.n.Add(1)
+	}
+	return c.next.RoundTrip(r)
+}
+
+// TestDeadOwnersPartitionsAreGrantedAtTheirLeasesExpiry: A holds every
+// partition and dies (its renewals stop, nothing is released), and the
+// ring gives them all to B at once, while A's leases still have up to a
+// TTL to run: the order the default settings give (the member entry,
+// MEMBERSHIP_TTL 3 s, runs out before the leases, 6 s). B asks once for
+// each partition and waits in its lock's line; the coordinator grants it
+// in the log entry that ends A's lease, so the takeover is bounded by
+// A's lease and nothing of B's (issue #14). Asserted on what the code
+// decides, not on the machine's speed: exactly one acquisition per
+// partition (a takeover that polled, or whose wait ran out and asked again,
+// sends more), strictly higher tokens, and no claim by B while A's lease is
+// still valid by A's own clock. The time is logged.
+func TestDeadOwnersPartitionsAreGrantedAtTheirLeasesExpiry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rig := newPartitionRig(t, ctx)
+	// A 2 s lease: long enough that a starved renewal on this shared
+	// machine does not end A's leases before the test kills A.
+	const ttl = 2 * time.Second
+
+	// A, killable: its lease group and its reconcile loop stop on kill
+	// without Close, so its leases are left to run out on the coordinator.
+	aClient := lock.NewClient(rig.cluster.URLs(), lock.WithOwner("a"))
+	aLeases, err := aClient.PartitionLeases(ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &coordinator.Partitions{Leases: aLeases, Owns: all, Claim: rig.store.ClaimPartition}
+	aCtx, kill := context.WithCancel(ctx)
+	defer kill()
+	go aLeases.Run(aCtx)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond) // A's reconcile interval
+		defer tick.Stop()
+		for aCtx.Err() == nil {
+			a.Reconcile(aCtx)
+			select {
+			case <-aCtx.Done():
+			case <-tick.C:
+			}
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	poll := time.NewTicker(10 * time.Millisecond) // polling a condition
+	defer poll.Stop()
+	for !a.Ready() || len(a.Held()) != payments.Partitions {
+		if time.Now().After(deadline) {
+			t.Fatalf("A serves %d partitions, want %d", len(a.Held()), payments.Partitions)
+		}
+		<-poll.C
+	}
+	aLease := map[string]*lock.Lease{}
+	for p := range payments.Partitions {
+		name := payments.PartitionName(p)
+		l, ok := aLeases.Lease(coordinator.LockName(name))
+		if !ok {
+			t.Fatalf("A does not hold %s", name)
+		}
+		aLease[name] = l
+	}
+
+	// B, owning nothing yet; its claims check A's leases first.
+	acquires := &acquireCounter{next: http.DefaultTransport}
+	bClient := lock.NewClient(rig.cluster.URLs(), lock.WithOwner("b"), lock.WithHTTPClient(&http.Client{Transport: acquires}))
+	bLeases, err := bClient.PartitionLeases(ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine atomic.Bool
+	var mu sync.Mutex
+	claimedAt := map[string]time.Time{}
+	b := &coordinator.Partitions{Leases: bLeases, Owns: func(string) bool { return mine.Load() },
+		Claim: func(ctx context.Context, partition string, tok lock.FenceToken) error {
+			if aLease[partition].Valid() {
+				t.Errorf("B claims %s (token %d) while A's lease (token %d) is valid by A's clock", partition, tok.Token, aLease[partition].Token())
+			}
+			if tok.Token <= aLease[partition].Token() {
+				t.Errorf("B's token %d on %s is not above A's %d", tok.Token, partition, aLease[partition].Token())
+			}
+			if err := rig.store.ClaimPartition(ctx, partition, tok); err != nil {
+				return err
+			}
+			mu.Lock()
+			claimedAt[partition] = time.Now()
+			mu.Unlock()
+			return nil
+		}}
+	bCtx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	go bLeases.Run(bCtx)
+	go b.Run(bCtx, 20*time.Millisecond)
+
+	kill()
+	killedAt := time.Now()
+	mine.Store(true) // the ring drops A at once
+	deadline = time.Now().Add(30 * time.Second)
+	for len(b.Held()) != payments.Partitions {
+		if time.Now().After(deadline) {
+			t.Fatalf("B serves %d partitions 30 s after A died, want %d", len(b.Held()), payments.Partitions)
+		}
+		<-poll.C
+	}
+	if got := acquires.n.Load(); got != payments.Partitions {
+		t.Fatalf("B sent %d acquisitions for %d partitions, want one each: each waits in its lock's line until A's lease ends", got, payments.Partitions)
+	}
+	first, last := time.Duration(math.MaxInt64), time.Duration(0)
+	mu.Lock()
+	for _, at := range claimedAt {
+		first, last = min(first, at.Sub(killedAt)), max(last, at.Sub(killedAt))
+	}
+	mu.Unlock()
+	t.Logf("A died holding %d partitions (lease TTL %v, renewed every %v); B asked once for each and claimed them %v..%v after",
+		payments.Partitions, ttl, ttl/3, first.Round(time.Millisecond), last.Round(time.Millisecond))
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/payonce/payonce/internal/customer"
 	"github.com/payonce/payonce/internal/events"
 )
 
@@ -14,7 +15,9 @@ type Status string
 
 // Payment statuses. Succeeded and Failed are final.
 const (
-	// Pending: the intent is recorded; the bank has not been called.
+	// Pending: the intent is recorded; the bank has not been called. New
+	// intents are recorded authorizing (the lease is taken first); a
+	// pending row is one recorded before that, and settle takes it on.
 	Pending Status = "pending"
 	// Authorizing: the bank may have been called. Only the bank, asked
 	// again with the same BankKey, can say whether it charged.
@@ -142,7 +145,7 @@ type Service interface {
 // per-caller namespace, so `alice` of two callers are two customers with
 // two locks. Callers never contain ":" (internal/apikey), so the name is
 // unambiguous.
-func CustomerKey(caller, customerID string) string { return caller + ":" + customerID }
+func CustomerKey(caller, customerID string) string { return customer.Key(caller, customerID) }
 
 // idNamespace roots the name-based (v5) UUIDs that tie ids to intents.
 var idNamespace = uuid.MustParse("3f1c6a52-8a0e-4f55-9d0c-6b1f0d8a7e21")

@@ -55,9 +55,12 @@ type RefundResult struct {
 // fenced ones first pass the fence and fail with ErrFenced if the token is
 // stale, changing nothing.
 type Store interface {
-	// CreatePayment inserts p unless a payment with p.ID or p.OrderID
-	// exists, and returns the stored payment and whether this call created it.
-	CreatePayment(ctx context.Context, p Payment) (Payment, bool, error)
+	// CreatePayment inserts p, as it is (the service records a new intent
+	// already authorizing), unless a payment with p.ID or p.OrderID exists,
+	// and returns the stored payment and whether this call created it. It is
+	// fenced like every write of a charge, so the intent and its first
+	// step commit together, under the lease.
+	CreatePayment(ctx context.Context, p Payment, fence Fence) (Payment, bool, error)
 	// Payment returns payment id whoever owns it, for the service's own
 	// work (recovery, events); never for answering a caller.
 	Payment(ctx context.Context, id string) (Payment, error)

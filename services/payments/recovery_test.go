@@ -154,7 +154,7 @@ func TestParkedRowIsNoLongerDue(t *testing.T) {
 	for i := range 2 {
 		p := payments.Payment{ID: payments.PaymentIDFor("shop", "park-"+string(rune('a'+i))), Caller: "shop", CustomerID: "park",
 			Amount: 100, Currency: "EUR", Card: "4242424242424242", CardLast4: "4242", Status: payments.Pending, BankKey: "k-" + string(rune('a'+i))}
-		if _, _, err := store.CreatePayment(ctx, p); err != nil {
+		if _, _, err := store.CreatePayment(ctx, p, seedFence(p)); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, p.ID)
@@ -182,6 +182,12 @@ func TestParkedRowIsNoLongerDue(t *testing.T) {
 	}
 }
 
+// seedFence is the fence a test writes an unfinished payment under, as a
+// per-key lock holder whose lease is the first on the customer.
+func seedFence(p payments.Payment) payments.Fence {
+	return payments.Fence{Resource: payments.CustomerLock(p.Caller, p.CustomerID), Epoch: 1, Token: 1, LeaseID: "test-seed"}
+}
+
 // notOwner is an instance that owns no partition: every charge it is asked
 // to settle belongs to another instance.
 type notOwner struct{ asked atomic.Int64 }
@@ -207,7 +213,7 @@ func TestRecoveryLeavesAnotherOwnersRowsAlone(t *testing.T) {
 	store := postgres.NewStore(pool, propagation.TraceContext{})
 	p := payments.Payment{ID: payments.PaymentIDFor("shop", "elsewhere"), Caller: "shop", CustomerID: "owned-elsewhere",
 		Amount: 100, Currency: "EUR", Card: "4242424242424242", CardLast4: "4242", Status: payments.Pending, BankKey: "k-elsewhere"}
-	if _, _, err := store.CreatePayment(ctx, p); err != nil {
+	if _, _, err := store.CreatePayment(ctx, p, seedFence(p)); err != nil {
 		t.Fatal(err)
 	}
 	locker := &notOwner{}

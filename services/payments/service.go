@@ -87,7 +87,13 @@ func (s *service) PayOrder(ctx context.Context, ev events.OrderCreatedEvent) (Pa
 }
 
 // pay records the intent req (with the origin fields of from: caller, order,
-// source event) unless it is recorded already, then settles it.
+// source event) unless it is recorded already, and settles it. The lease on
+// the customer is taken before anything is written, so a new intent is
+// recorded already authorizing, under the fence, in one commit (one fsync
+// fewer than recording it pending and then marking it). An intent that
+// cannot get the lease (ErrNotOwner, the coordinator away) is not recorded:
+// nothing is written, and the client's retry or the event's redelivery
+// brings it again.
 func (s *service) pay(ctx context.Context, req CreatePaymentRequest, from Payment) (Payment, error) {
 	if err := validateCreate(req); err != nil {
 		return Payment{}, err
@@ -99,19 +105,26 @@ func (s *service) pay(ctx context.Context, req CreatePaymentRequest, from Paymen
 	intent.Currency = req.Currency
 	intent.Card = req.Card
 	intent.CardLast4 = req.Card[len(req.Card)-4:]
-	intent.Status = Pending
+	intent.Status = Authorizing
 	intent.BankKey = bankKey("payment", req.ID)
-	p, _, err := s.store.CreatePayment(ctx, intent)
-	if err != nil {
-		return Payment{}, err
-	}
-	if p.Amount != req.Amount || p.Currency != req.Currency || p.CustomerID != req.CustomerID || p.Caller != intent.Caller {
-		// Only possible if two intents hash to one id; refuse rather than
-		// answer one intent with another's payment.
-		return Payment{}, errs.E(errs.Conflict, "a different payment already exists for this intent")
-	}
-	failpoint.Hit(FailAfterCreate)
-	return s.settle(ctx, p)
+	return s.underLease(ctx, intent, func(ctx context.Context, fence Fence) (Payment, error) {
+		p, created, err := s.store.CreatePayment(ctx, intent, fence)
+		if err != nil {
+			return p, err
+		}
+		if p.Amount != req.Amount || p.Currency != req.Currency || p.CustomerID != req.CustomerID || p.Caller != intent.Caller {
+			// Only possible if two intents hash to one id; refuse rather than
+			// answer one intent with another's payment.
+			return Payment{}, errs.E(errs.Conflict, "a different payment already exists for this intent")
+		}
+		if !created {
+			// A retry or a redelivery: the payment goes on from where it
+			// stands, as the recovery worker would take it.
+			return s.authorizeAndCharge(ctx, p, fence)
+		}
+		failpoint.Hit(FailAfterAuthorizing)
+		return s.charge(ctx, p, fence)
+	})
 }
 
 func (s *service) Payment(ctx context.Context, caller, id string) (Payment, error) {
@@ -137,14 +150,27 @@ func (s *service) CustomerPayments(ctx context.Context, caller, customerID strin
 func customerLock(p Payment) string { return CustomerLock(p.Caller, p.CustomerID) }
 
 // settle drives a payment to a final state from wherever it stands. It is
-// the one procedure behind every entry point, and it is safe to run again
-// at any time, concurrently or after a crash: the lock serialises it per
+// the one procedure behind every entry point (pay records a new intent
+// under the same lease, then runs its steps), and it is safe to run again
+// at any time, concurrently or after a crash: the lease serialises it per
 // customer, the fence refuses a holder that lost its lease, and the bank
-// key makes the bank call happen once.
+// key makes the bank call happen once. Its recovery points are the
+// payment's statuses, each named by the failpoint after its commit:
+// authorizing (FailAfterAuthorizing), the bank's answer, not yet recorded
+// (FailAfterBankCharge), final (FailAfterFinish).
 func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 	if p.Status.Final() {
 		return p, nil
 	}
+	return s.underLease(ctx, p, func(ctx context.Context, fence Fence) (Payment, error) {
+		return s.authorizeAndCharge(ctx, p, fence)
+	})
+}
+
+// underLease runs work under the lease on p's customer, with the fence its
+// writes must pass, inside the payments.settle span. work's context is
+// cancelled the moment the lease may have been lost.
+func (s *service) underLease(ctx context.Context, p Payment, work func(ctx context.Context, fence Fence) (Payment, error)) (Payment, error) {
 	ctx, span := s.tracer.Start(ctx, "payments.settle", trace.WithAttributes(
 		attribute.String("payment.id", p.ID), attribute.String("payment.status", string(p.Status))))
 	defer span.End()
@@ -175,8 +201,18 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 		// trace shows it here, as attributes, not as a lock.* span.
 		span.SetAttributes(attribute.String("partition", fence.Resource), attribute.Int64("partition.token", int64(fence.Token)))
 	}
+	return work(ctx, fence)
+}
 
-	p, err = s.store.MarkAuthorizing(ctx, p.ID, fence)
+// authorizeAndCharge takes a recorded payment, under its customer's lease,
+// from its status to a final one: it marks it authorizing under the fence
+// (a payment recorded by an earlier version may still be pending), then
+// charges it. A final payment is returned as it is.
+func (s *service) authorizeAndCharge(ctx context.Context, p Payment, fence Fence) (Payment, error) {
+	if p.Status.Final() {
+		return p, nil
+	}
+	p, err := s.store.MarkAuthorizing(ctx, p.ID, fence)
 	if err != nil {
 		return p, err
 	}
@@ -184,6 +220,12 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 		return p, nil
 	}
 	failpoint.Hit(FailAfterAuthorizing)
+	return s.charge(ctx, p, fence)
+}
+
+// charge calls the bank for an authorizing payment and records its answer
+// under the fence, with the outcome event.
+func (s *service) charge(ctx context.Context, p Payment, fence Fence) (Payment, error) {
 	result, err := s.bank.Charge(ctx, p.BankKey, BankCharge{Amount: p.Amount, Currency: p.Currency, Card: p.Card, Reference: p.ID})
 	failpoint.Hit(FailAfterBankCharge)
 	if err != nil {
@@ -218,9 +260,10 @@ func (s *service) settle(ctx context.Context, p Payment) (Payment, error) {
 
 // Failpoints at each recovery point of a charge (see internal/failpoint):
 // integration tests SIGKILL the process at each and prove that a retry or
-// the recovery worker completes the payment with one bank charge.
+// the recovery worker completes the payment with one bank charge. A new
+// intent is recorded already authorizing (see pay), so "after the intent is
+// recorded" and "after authorizing" are one point, FailAfterAuthorizing.
 const (
-	FailAfterCreate      = "payments.after_create"
 	FailAfterAuthorizing = "payments.after_authorizing"
 	FailAfterBankCharge  = "payments.after_bank_charge"
 	FailAfterFinish      = "payments.after_finish"

@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/payonce/payonce/internal/identity"
 )
 
 // The published ports and demo key of deploy/docker-compose.yml.
@@ -36,7 +39,13 @@ const (
 	demoAPIKey = "payonce-demo-key-1"
 )
 
-var coordinators = []string{"http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103"}
+// coordinators speak HTTPS only and answer only callers with a certificate
+// of the stack's CA: client presents the admin identity's (certsDir).
+var coordinators = []string{"https://127.0.0.1:8101", "https://127.0.0.1:8102", "https://127.0.0.1:8103"}
+
+// certsDir holds the compose stack's PKI (the certs job's output), copied
+// out of the certs volume by deploy/e2e.sh (PAYONCE_E2E_CERTS).
+var certsDir = os.Getenv("PAYONCE_E2E_CERTS")
 
 // natsMonitors are the monitoring ports of the three NATS nodes.
 var natsMonitors = []string{"http://127.0.0.1:8222", "http://127.0.0.1:8223", "http://127.0.0.1:8224"}
@@ -48,6 +57,9 @@ func stack(t *testing.T) {
 	t.Helper()
 	if os.Getenv("PAYONCE_E2E") != "compose" {
 		t.Fatal("PAYONCE_E2E is not \"compose\": run these tests with deploy/e2e.sh (make e2e-docker)")
+	}
+	if clientErr != nil {
+		t.Fatalf("the operator's client: %v (PAYONCE_E2E_CERTS=%q: deploy/e2e.sh copies the stack's certificates there)", clientErr, certsDir)
 	}
 }
 
@@ -279,7 +291,18 @@ func (r response) decode(t *testing.T, v any) {
 	}
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
+// client is the operator's: with the admin identity's certificate (the
+// coordinators' cluster routes answer it), and plain for every http:// URL.
+var client, clientErr = partyClient(identity.AdminCLI)
+
+// partyClient is an HTTP client presenting id's certificate from certsDir
+// and trusting the stack's CA.
+func partyClient(id identity.ID) (*http.Client, error) {
+	if certsDir == "" {
+		return &http.Client{Timeout: 10 * time.Second}, errors.New("PAYONCE_E2E_CERTS is not set")
+	}
+	return identity.HTTPClient(identity.PartyFiles(certsDir, id), 10*time.Second)
+}
 
 // call sends one request; a transport error fails the test. Use it on the
 // test's goroutine only; load generators use send.

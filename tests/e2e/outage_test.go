@@ -29,21 +29,25 @@ const DatabaseOutage = 60 * time.Second
 func TestDatabaseStoppedUnderLoad(t *testing.T) {
 	stack(t)
 	run := randomHex(4)
-	setBankFaults(t, map[string]any{"latency_ms": 1500})
+	setBankFaults(t, map[string]any{"latency_ms": 3000})
 	t.Cleanup(func() { setBankFaults(t, map[string]any{}) })
 
-	// Before the outage: orders whose charges are at the slow bank, two of
-	// them cancelled by their customers at once.
+	// Before the outage: orders whose charges are at the slow bank, the
+	// first two cancelled by their customers the moment they are accepted,
+	// while their charges are still at the bank. (Cancelling only after
+	// all six were created let the first charge finish first at load 60:
+	// 409, the order was already paid.)
 	var accepted []string
 	for i := range 6 {
-		accepted = append(accepted, createOrderRetrying(t, fmt.Sprintf("db-%s-%d", run, i), fmt.Sprintf("db-%s-%d", run, i%3), time.Minute))
-	}
-	cancelled := accepted[:2]
-	for _, id := range cancelled {
-		if r := call(t, "POST", orders1+"/v1/orders/"+id+"/cancel", demoAPIKey, "cancel-"+id, nil, nil); r.status != 200 {
-			t.Fatalf("cancel %s: %d %s", id, r.status, r.body)
+		id := createOrderRetrying(t, fmt.Sprintf("db-%s-%d", run, i), fmt.Sprintf("db-%s-%d", run, i%3), time.Minute)
+		accepted = append(accepted, id)
+		if i < 2 {
+			if r := call(t, "POST", orders1+"/v1/orders/"+id+"/cancel", demoAPIKey, "cancel-"+id, nil, nil); r.status != 200 {
+				t.Fatalf("cancel %s: %d %s", id, r.status, r.body)
+			}
 		}
 	}
+	cancelled := accepted[:2]
 
 	// Load through the outage: clients keep sending new orders, each
 	// retried with its own key until it is accepted, as a client would.

@@ -253,7 +253,11 @@ func TestPaymentsCrashAtEachRecoveryPoint(t *testing.T) {
 	coord := startCoordinators(t)
 	bank := startBank(t)
 	natsURL := testenv.NATS(t)
-	for _, point := range []string{payments.FailAfterCreate, payments.FailAfterAuthorizing, payments.FailAfterBankCharge, payments.FailAfterFinish} {
+	// Every recovery point a charge has. There is no point between
+	// recording the intent and marking it authorizing: the lease is taken
+	// first and the intent is recorded already authorizing, in one commit
+	// (payments.service.pay), so FailAfterAuthorizing is the first point.
+	for _, point := range []string{payments.FailAfterAuthorizing, payments.FailAfterBankCharge, payments.FailAfterFinish} {
 		t.Run(point, func(t *testing.T) {
 			svc := newPaymentsService(t, coord, bank, natsURL)
 			svc.start("PAYONCE_FAILPOINTS=" + point)

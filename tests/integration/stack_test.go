@@ -135,7 +135,7 @@ var secureNATSURLs sync.Map
 func startCoordinators(t *testing.T, extraEnv ...string) *coordinators {
 	t.Helper()
 	bin := binaries(t)["coordinator"]
-	c := &coordinators{bin: bin, t: t, pki: newPKI(t)}
+	c := &coordinators{bin: bin, t: t, pki: testPKI(t)}
 	admin, err := identity.HTTPClient(c.pki.issue(t, identity.AdminCLI), 30*time.Second, identity.Coordinator)
 	if err != nil {
 		t.Fatal(err)
@@ -205,16 +205,52 @@ func waitReadyTLS(t *testing.T, p *proc.Process, url string, client *http.Client
 	}
 }
 
-// bankSim is the simulated bank process.
+// testPKIs is the CA of each running top-level test: its coordinators,
+// service instances and bank get their certificates from one CA.
+var testPKIs sync.Map
+
+// testPKI returns the CA of t's top-level test, made on first use; it is
+// forgotten (and its directory removed) when the test that made it ends.
+func testPKI(t *testing.T) *pki {
+	t.Helper()
+	root, _, _ := strings.Cut(t.Name(), "/")
+	if p, ok := testPKIs.Load(root); ok {
+		return p.(*pki)
+	}
+	p := newPKI(t)
+	testPKIs.Store(root, p)
+	t.Cleanup(func() { testPKIs.Delete(root) })
+	return p
+}
+
+// bankSim is the simulated bank process, run as a deployment runs it: its
+// payment API on apiURL over mutual TLS, admitting payments instances only
+// (BANK_URL of the payments instances), and the simulator's controls
+// (faults, ledger, probes) on url, plain HTTP, for the tests to read.
 type bankSim struct {
-	url string
+	url    string
+	apiURL string
 }
 
 func startBank(t *testing.T, extraEnv ...string) *bankSim {
 	t.Helper()
-	port := freePort(t)
-	b := &bankSim{url: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	env := append([]string{fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", port), "LOG_LEVEL=warn"}, extraEnv...)
+	port, adminPort := freePort(t), freePort(t)
+	b := &bankSim{url: fmt.Sprintf("http://127.0.0.1:%d", adminPort), apiURL: fmt.Sprintf("https://127.0.0.1:%d", port)}
+	pki := testPKI(t)
+	env := append(append([]string{
+		fmt.Sprintf("BANK_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("BANK_ADMIN_ADDR=127.0.0.1:%d", adminPort),
+		"LOG_LEVEL=warn",
+	}, pki.env(t, bankID)...), extraEnv...)
+	// A test reaching the payment API itself (the OpenAPI check) does so
+	// as a payments instance.
+	asPayments, err := identity.HTTPClient(pki.issue(t, identity.ID{Service: identity.Payments, Instance: "payments-test"}), 30*time.Second, identity.Bank)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := fmt.Sprintf("127.0.0.1:%d", port)
+	tlsClients.Store(host, asPayments)
+	t.Cleanup(func() { tlsClients.Delete(host) })
 	startProcess(t, "bank", binaries(t)["bank"], env, b.url+"/readyz")
 	return b
 }
@@ -273,14 +309,17 @@ var testSeal = events.NewSealKey(testInternalSecret)
 // serviceGroup is one or more instances of a service (payments or
 // orders) sharing a database.
 type serviceGroup struct {
-	t         *testing.T
-	name      string
-	bin       string
-	env       []string
-	urls      []string
-	procs     []*proc.Process
-	dbURL     string
-	instances int
+	t    *testing.T
+	name string
+	bin  string
+	env  []string
+	urls []string
+	// internalURLs are the instances' internal listeners (mutual TLS,
+	// same-service peers only): what they register and forward to.
+	internalURLs []string
+	procs        []*proc.Process
+	dbURL        string
+	instances    int
 	// pki issues each instance's certificate (identity <name>/<name>-N);
 	// natsTLS says whether its NATS server takes them.
 	pki     *pki
@@ -313,7 +352,7 @@ func newPaymentsService(t *testing.T, coord *coordinators, bank *bankSim, natsUR
 			"PAYMENTS_DATABASE_URL=" + dbURL,
 			"NATS_URL=" + natsURL,
 			"COORDINATOR_URLS=" + strings.Join(coord.urls, ","),
-			"BANK_URL=" + bank.url,
+			"BANK_URL=" + bank.apiURL,
 			"PAYMENTS_API_KEYS=" + paymentsKeys,
 			"PAYMENTS_PEER_API_KEY=" + peerAPIKey,
 			"INTERNAL_SECRET=" + testInternalSecret,
@@ -353,12 +392,14 @@ func newOrdersService(t *testing.T, coord *coordinators, natsURL string, extraEn
 	}
 }
 
-func (s *serviceGroup) instanceEnv(i int, addr string) []string {
+func (s *serviceGroup) instanceEnv(i int, addr, internalAddr string) []string {
 	prefix := strings.ToUpper(s.name)
 	instance := fmt.Sprintf("%s-%d", s.name, i+1)
+	// Peers forward to each other's internal listener, over mutual TLS.
 	env := append(append([]string{}, s.env...),
 		prefix+"_ADDR="+addr,
-		prefix+"_ADVERTISE_URL=http://"+addr,
+		prefix+"_INTERNAL_ADDR="+internalAddr,
+		prefix+"_ADVERTISE_URL=https://"+internalAddr,
 		"INSTANCE_ID="+instance)
 	// The instance's identity: the coordinator lets it hold its own
 	// leases and member entry only.
@@ -374,12 +415,14 @@ func (s *serviceGroup) instanceEnv(i int, addr string) []string {
 func (s *serviceGroup) start(extraEnv ...string) int {
 	s.t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(s.t))
+	internalAddr := fmt.Sprintf("127.0.0.1:%d", freePort(s.t))
 	i := s.instances
 	s.instances++
-	env := append(s.instanceEnv(i, addr), extraEnv...)
+	env := append(s.instanceEnv(i, addr, internalAddr), extraEnv...)
 	url := "http://" + addr
 	p := startProcess(s.t, fmt.Sprintf("%s-%d", s.name, i+1), s.bin, env, url+"/readyz")
 	s.urls = append(s.urls, url)
+	s.internalURLs = append(s.internalURLs, "https://"+internalAddr)
 	s.procs = append(s.procs, p)
 	return i
 }
@@ -388,7 +431,8 @@ func (s *serviceGroup) start(extraEnv ...string) int {
 func (s *serviceGroup) restart(i int) {
 	s.t.Helper()
 	addr := strings.TrimPrefix(s.urls[i], "http://")
-	s.procs[i] = startProcess(s.t, fmt.Sprintf("%s-%d-restarted", s.name, i+1), s.bin, s.instanceEnv(i, addr), s.urls[i]+"/readyz")
+	internalAddr := strings.TrimPrefix(s.internalURLs[i], "https://")
+	s.procs[i] = startProcess(s.t, fmt.Sprintf("%s-%d-restarted", s.name, i+1), s.bin, s.instanceEnv(i, addr, internalAddr), s.urls[i]+"/readyz")
 }
 
 // apiResponse is one HTTP exchange with a service.

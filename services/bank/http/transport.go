@@ -63,7 +63,7 @@ func NewHandler(sim *bank.Simulator, logger *slog.Logger) http.Handler {
 	handle("GET /v1/authorizations/{id}", func(ctx context.Context, req any) (any, error) {
 		return sim.Authorization(ctx, req.(string))
 	}, func(_ context.Context, r *http.Request) (any, error) { return r.PathValue("id"), nil })
-	handle("GET /v1/ledger", func(ctx context.Context, req any) (any, error) {
+	handle("GET "+LedgerPath, func(ctx context.Context, req any) (any, error) {
 		return map[string]any{"entries": sim.Ledger(ctx, req.(bank.LedgerFilter))}, nil
 	}, func(_ context.Context, r *http.Request) (any, error) {
 		q := r.URL.Query()

@@ -3,7 +3,8 @@
 // APIs, the orders and payments public APIs as the dev-mode demo caller, the
 // services' /metrics, the simulated bank's ledger and fault switches, and the
 // dev stack's control endpoint. It uses no credential beyond the demo API key
-// that the dev stack and the compose stack both publish.
+// that the dev stack and the compose stack both publish, and, with the
+// coordinators behind TLS, the console's own certificate (Config.Client).
 package remote
 
 import (
@@ -33,6 +34,13 @@ type Config struct {
 	CoordinatorURLs []string
 	// BankURL is the simulated bank's base URL.
 	BankURL string
+	// InstanceURLs are the orders and payments instances' public API base
+	// URLs by instance name. The coordinator's membership holds where peers
+	// reach an instance, which with identities is its internal listener
+	// (mutual TLS, peers of its own service only): the console is not a
+	// peer, so it reads /metrics and calls the API at these URLs instead.
+	// An instance not listed is called at its member address.
+	InstanceURLs map[string]string
 	// APIKey is the demo caller's key (Authorization: Bearer).
 	APIKey string
 	// TracesURL is where one trace is fetched, as TracesURL/{id}: Jaeger's
@@ -41,6 +49,10 @@ type Config struct {
 	TracesURL string
 	// Timeout bounds each request; a stopped node must not stall a view.
 	Timeout time.Duration
+	// Client carries every request (nil: a plain one). Behind TLS it is
+	// the console's identity (identity.HTTPClient): the coordinators answer
+	// only callers with a certificate. Its Timeout, when zero, is Timeout.
+	Client *http.Client
 }
 
 // Stack reads the running stack; it implements console.Stack.
@@ -54,7 +66,15 @@ func NewStack(cfg Config) *Stack {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	return &Stack{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}}
+	client := &http.Client{Timeout: cfg.Timeout}
+	if cfg.Client != nil {
+		c := *cfg.Client
+		if c.Timeout == 0 {
+			c.Timeout = cfg.Timeout
+		}
+		client = &c
+	}
+	return &Stack{cfg: cfg, client: client}
 }
 
 var _ console.Stack = (*Stack)(nil)
@@ -150,7 +170,11 @@ func (s *Stack) Membership(ctx context.Context, service string) (console.Members
 		}
 		m := console.Membership{Service: service, Version: a.Version}
 		for _, mb := range a.Members {
-			m.Instances = append(m.Instances, console.Instance{Name: mb.Instance, Addr: baseURL(mb.Addr)})
+			addr := baseURL(mb.Addr)
+			if public, ok := s.cfg.InstanceURLs[mb.Instance]; ok {
+				addr = strings.TrimRight(public, "/")
+			}
+			m.Instances = append(m.Instances, console.Instance{Name: mb.Instance, Addr: addr})
 		}
 		if len(a.Ring) > 0 {
 			r, err := ring.Decode(a.Ring)

@@ -303,11 +303,22 @@ func (c *Cluster) Kill(i int) {
 // majority, and returns its index.
 func (c *Cluster) WaitLeader(timeout time.Duration) int {
 	c.t.Helper()
+	return c.WaitLeaderOtherThan(-1, timeout)
+}
+
+// WaitLeaderOtherThan waits until a live node other than node old leads and
+// has confirmed it with a majority, and returns its index: after old is cut
+// off, the majority's new leader. Asking old itself would race its last
+// heartbeat: hashicorp/raft lets an answer to a heartbeat sent before the cut
+// confirm a leadership check made just after it, so old may still confirm
+// once; what shows the partition happened is a new leader on the other side.
+func (c *Cluster) WaitLeaderOtherThan(old int, timeout time.Duration) int {
+	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for i := range c.peers {
 			n := c.Node(i)
-			if n == nil || !n.IsLeader() {
+			if i == old || n == nil || !n.IsLeader() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -1,40 +1,30 @@
 package coordinatortest
 
 import (
-	"errors"
-	"io"
-	"sync"
-
 	"github.com/hashicorp/raft"
 
+	"github.com/payonce/payonce/services/coordinator/internal/linkcut"
 	"github.com/payonce/payonce/services/coordinator/raftnode"
 )
 
 // ErrLinkCut is what a Raft RPC over a cut link returns, like a connection
 // refused.
-var ErrLinkCut = errors.New("coordinatortest: link cut")
+var ErrLinkCut = linkcut.ErrLinkCut
 
 // Network decides which links between the cluster's nodes carry Raft
 // traffic, so a test can partition the cluster while clients keep calling
 // it. Install it with Network.Tune from Options.Tune, then cut and heal links
-// by Raft address (Cluster.RaftAddr) at any time.
+// by Raft address (Cluster.RaftAddr) at any time (Cut, Isolate, Heal).
 //
 // Only Raft RPCs between nodes are cut: a client still reaches every node's
 // HTTP API, and a node still forwards to the leader it believes in, so a
 // client may be talking to the minority side, which is the case worth
-// testing. A cut is made on the sending side, in both directions; an answer
-// that crosses a link cut while its request was out is lost too, as on a
-// real network (a heartbeat sent just before a partition must not confirm
-// a leadership check made after it).
-type Network struct {
-	mu  sync.Mutex
-	cut map[[2]raft.ServerAddress]bool
-}
+// testing. How a cut behaves (answers crossing it are lost too) is
+// linkcut's, which raftnode's own tests use as well.
+type Network struct{ *linkcut.Network }
 
 // NewNetwork returns a network with every link up.
-func NewNetwork() *Network {
-	return &Network{cut: map[[2]raft.ServerAddress]bool{}}
-}
+func NewNetwork() *Network { return &Network{linkcut.NewNetwork()} }
 
 // Tune installs the network into a node's configuration (on top of any
 // WrapTransport already set); call it from Options.Tune.
@@ -44,172 +34,6 @@ func (n *Network) Tune(cfg *raftnode.Config) {
 		if inner != nil {
 			t = inner(t)
 		}
-		return &faultyTransport{Transport: t, net: n}
+		return n.Wrap(t)
 	}
-}
-
-// Cut cuts the link between a and b, both ways.
-func (n *Network) Cut(a, b string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cut[[2]raft.ServerAddress{raft.ServerAddress(a), raft.ServerAddress(b)}] = true
-	n.cut[[2]raft.ServerAddress{raft.ServerAddress(b), raft.ServerAddress(a)}] = true
-}
-
-// Isolate cuts every link between addr and the others.
-func (n *Network) Isolate(addr string, others ...string) {
-	for _, o := range others {
-		if o != addr {
-			n.Cut(addr, o)
-		}
-	}
-}
-
-// Heal brings every link back up.
-func (n *Network) Heal() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cut = map[[2]raft.ServerAddress]bool{}
-}
-
-func (n *Network) blocked(from, to raft.ServerAddress) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cut[[2]raft.ServerAddress{from, to}]
-}
-
-// faultyTransport drops outgoing RPCs on cut links.
-type faultyTransport struct {
-	raft.Transport
-	net *Network
-}
-
-func (f *faultyTransport) check(target raft.ServerAddress) error {
-	if f.net.blocked(f.LocalAddr(), target) {
-		return ErrLinkCut
-	}
-	return nil
-}
-
-func (f *faultyTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
-	if err := f.check(target); err != nil {
-		return nil, err
-	}
-	p, err := f.Transport.AppendEntriesPipeline(id, target)
-	if err != nil {
-		return nil, err
-	}
-	return &faultyPipeline{AppendPipeline: p, check: func() error { return f.check(target) }, closed: make(chan struct{})}, nil
-}
-
-func (f *faultyTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a *raft.AppendEntriesRequest, r *raft.AppendEntriesResponse) error {
-	if err := f.check(target); err != nil {
-		return err
-	}
-	if err := f.Transport.AppendEntries(id, target, a, r); err != nil {
-		return err
-	}
-	return f.check(target) // the answer crossed a link cut meanwhile: lost
-}
-
-func (f *faultyTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, a *raft.RequestVoteRequest, r *raft.RequestVoteResponse) error {
-	if err := f.check(target); err != nil {
-		return err
-	}
-	if err := f.Transport.RequestVote(id, target, a, r); err != nil {
-		return err
-	}
-	return f.check(target)
-}
-
-func (f *faultyTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, a *raft.RequestPreVoteRequest, r *raft.RequestPreVoteResponse) error {
-	if err := f.check(target); err != nil {
-		return err
-	}
-	pv, ok := f.Transport.(raft.WithPreVote)
-	if !ok {
-		return errors.New("coordinatortest: the transport has no pre-vote")
-	}
-	if err := pv.RequestPreVote(id, target, a, r); err != nil {
-		return err
-	}
-	return f.check(target)
-}
-
-func (f *faultyTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, a *raft.InstallSnapshotRequest, r *raft.InstallSnapshotResponse, data io.Reader) error {
-	if err := f.check(target); err != nil {
-		return err
-	}
-	if err := f.Transport.InstallSnapshot(id, target, a, r, data); err != nil {
-		return err
-	}
-	return f.check(target)
-}
-
-func (f *faultyTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, a *raft.TimeoutNowRequest, r *raft.TimeoutNowResponse) error {
-	if err := f.check(target); err != nil {
-		return err
-	}
-	return f.Transport.TimeoutNow(id, target, a, r)
-}
-
-// Close closes the wrapped transport, as raft expects of a WithClose one.
-func (f *faultyTransport) Close() error {
-	if c, ok := f.Transport.(raft.WithClose); ok {
-		return c.Close()
-	}
-	return nil
-}
-
-// faultyPipeline refuses to send on a cut link, and loses the answers that
-// arrive once the link is cut: hashicorp/raft counts a pipelined answer as
-// a confirmation of leadership, so one sent before a cut must not confirm a
-// leadership check made after it.
-type faultyPipeline struct {
-	raft.AppendPipeline
-	check func() error
-
-	once   sync.Once
-	out    chan raft.AppendFuture
-	closed chan struct{}
-	close  sync.Once
-}
-
-func (p *faultyPipeline) AppendEntries(a *raft.AppendEntriesRequest, r *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	if err := p.check(); err != nil {
-		return nil, err
-	}
-	return p.AppendPipeline.AppendEntries(a, r)
-}
-
-// Consumer passes on the answers whose link is still up.
-func (p *faultyPipeline) Consumer() <-chan raft.AppendFuture {
-	p.once.Do(func() {
-		p.out = make(chan raft.AppendFuture)
-		in := p.AppendPipeline.Consumer()
-		go func() {
-			for {
-				select {
-				case f := <-in:
-					if p.check() != nil {
-						continue // lost on the cut link
-					}
-					select {
-					case p.out <- f:
-					case <-p.closed:
-						return
-					}
-				case <-p.closed:
-					return
-				}
-			}
-		}()
-	})
-	return p.out
-}
-
-// Close ends the consumer and closes the wrapped pipeline.
-func (p *faultyPipeline) Close() error {
-	p.close.Do(func() { close(p.closed) })
-	return p.AppendPipeline.Close()
 }

@@ -12,12 +12,21 @@ import (
 // Admitter lets nodes that came up with an empty data directory vote again.
 // Such a node joins: it accepts the leader's log but refuses to vote (it may
 // have lost a disk, and a voter must remember what it acknowledged), and
-// says so at SelfPath. On the leader, the admitter finds joining peers,
-// adds any that are not in the configuration as voters, and writes the
-// admit entry with the incarnation the node reported; the node stops
-// refusing once it applies that entry, by which time it holds the leader's
-// log. That is how a cluster started by one bootstrapping node gains its
-// other members, and how a node whose disk was replaced comes back.
+// says so at SelfPath. On the leader, the admitter finds joining peers and
+// writes the admit entry with the incarnation the node reported; the node
+// stops refusing once it applies that entry, by which time it holds the
+// leader's log. That is how a cluster started by one bootstrapping node
+// gains its other members, and how a node whose disk was replaced comes
+// back.
+//
+// A peer not yet in the configuration is added as a nonvoter first, and
+// promoted to voter only once it reports itself admitted: learner, admit,
+// promote. Added straight as a voter, a joiner counts towards every commit
+// while it still refuses its vote; a leader that lost touch with it for
+// one lease timeout (a loaded machine, a slow catch-up) stepped down and
+// could never be elected again, since the joiner's vote was needed and the
+// admit entry that would release it needed a leader. make dev's start-up
+// hung that way under load (TestJoinerCannotStallTheLeader).
 type Admitter struct {
 	// Cluster is this node.
 	Cluster Cluster
@@ -59,8 +68,11 @@ func (a *Admitter) Run(ctx context.Context) {
 	}
 }
 
-// admit asks peer id whether it is joining and, if so, admits it (adding
-// it as a voter first when add is set and it is not in the configuration).
+// admit asks peer id whether it is joining and, if so, admits it. With
+// add (the leader's own rounds), a peer not in the configuration is added
+// as a nonvoter first, and a nonvoter that reports itself admitted is
+// promoted to voter; without it (the operator's POST /v1/cluster/voters,
+// which adds the voter itself), it is only admitted.
 func (a *Admitter) admit(ctx context.Context, id string, add bool) error {
 	base := a.Peers[id]
 	if base == "" {
@@ -70,25 +82,46 @@ func (a *Admitter) admit(ctx context.Context, id string, add bool) error {
 	if err != nil {
 		return err
 	}
-	if !self.Joining || self.ID != id {
+	if self.ID != id {
 		return nil
 	}
+	member, voter := true, true
 	if add {
-		servers, err := a.Cluster.Servers()
-		if err != nil {
+		if member, voter, err = a.Cluster.Suffrage(id); err != nil {
 			return err
 		}
-		if _, ok := servers[id]; !ok {
-			if err := a.Cluster.AddVoter(id, self.RaftAddr); err != nil {
-				return fmt.Errorf("add voter %s: %w", id, err)
-			}
+	}
+	if !self.Joining && !member {
+		return nil // a node with state of its own, not ours to add
+	}
+	if !member {
+		if err := a.Cluster.AddNonvoter(id, self.RaftAddr); err != nil {
+			return fmt.Errorf("add nonvoter %s: %w", id, err)
 		}
 	}
-	if err := a.Cluster.Admit(ctx, id, self.Incarnation); err != nil {
-		return fmt.Errorf("admit %s: %w", id, err)
+	if self.Joining {
+		if err := a.Cluster.Admit(ctx, id, self.Incarnation); err != nil {
+			return fmt.Errorf("admit %s: %w", id, err)
+		}
+		if a.Logger != nil {
+			a.Logger.Info("admitted joining node", "peer", id, "incarnation", self.Incarnation)
+		}
+		if voter {
+			return nil
+		}
+		// Promote only once the node has applied its admission, so that
+		// as a voter it never refuses the vote a new leader may need.
+		if self, err = a.self(ctx, base); err != nil || self.Joining {
+			return err // not yet: the next round promotes it
+		}
 	}
-	if a.Logger != nil {
-		a.Logger.Info("admitted joining node", "peer", id, "incarnation", self.Incarnation)
+	if !voter {
+		if err := a.Cluster.AddVoter(id, self.RaftAddr); err != nil {
+			return fmt.Errorf("promote %s to voter: %w", id, err)
+		}
+		if a.Logger != nil {
+			a.Logger.Info("promoted admitted node to voter", "peer", id)
+		}
 	}
 	return nil
 }

@@ -17,8 +17,13 @@ import (
 // change it.
 type Cluster interface {
 	Leadership
-	// AddVoter adds a node (id, Raft address) as a voter.
+	// AddVoter adds a node (id, Raft address) as a voter, or promotes a
+	// nonvoter.
 	AddVoter(id, addr string) error
+	// AddNonvoter adds a node that receives the log but does not vote.
+	AddNonvoter(id, addr string) error
+	// Suffrage reports whether id is in the configuration and votes.
+	Suffrage(id string) (member, voter bool, err error)
 	// RemoveServer removes a node.
 	RemoveServer(id string) error
 	// Servers maps each server id to its Raft address.
@@ -85,7 +90,7 @@ func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, 
 		return e
 	}
 	opts := httpkit.ServerOptions(logger)
-	mux := http.NewServeMux()
+	mux := httpkit.NewMux() // names each server span after its route
 	mux.Handle("GET /v1/cluster", guard(policy.Peer, kithttp.NewServer(
 		wrap("coordinator.cluster", func(context.Context, any) (any, error) {
 			servers, err := c.Servers()

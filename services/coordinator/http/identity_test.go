@@ -88,7 +88,7 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 	follower := c.URL(c.Follower())
 	holder, intruder, admin := pki.Client(payments1), pki.Client(payments2), pki.Client(identity.AdminCLI)
 
-	got := call(t, holder, "POST", follower+"/v1/locks/customer-7/leases", `{"request_id":"r1","ttl_ms":30000}`)
+	got := call(t, holder, "POST", follower+"/v1/locks/payments:customer-7/leases", `{"request_id":"r1","ttl_ms":30000}`)
 	if got.status != 201 {
 		t.Fatalf("the holder's acquire through a follower: %d %s", got.status, got.body)
 	}
@@ -100,20 +100,20 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 	if got := call(t, pki.Client(orders1), "PUT", leader+"/v1/services/orders/members/orders-1", `{"addr":"10.0.0.1:8080","ttl_ms":30000}`); got.status != 200 {
 		t.Fatalf("orders-1 registers itself: %d %s", got.status, got.body)
 	}
-	lockBefore := call(t, holder, "GET", leader+"/v1/locks/customer-7", "")
+	lockBefore := call(t, holder, "GET", leader+"/v1/locks/payments:customer-7", "")
 	if lockBefore.status != 200 || !strings.Contains(string(lockBefore.body), l.LeaseID) {
 		t.Fatalf("the holder reads its own lease id: %d %s", lockBefore.status, lockBefore.body)
 	}
 
-	lease := "/v1/locks/customer-7/leases/" + l.LeaseID
+	lease := "/v1/locks/payments:customer-7/leases/" + l.LeaseID
 	routes := []struct{ name, method, path, body string }{
-		{"read the lock", "GET", "/v1/locks/customer-7", ""},
+		{"read the lock", "GET", "/v1/locks/payments:customer-7", ""},
 		{"keep alive another's lease", "POST", lease + "/keepalive", ""},
 		{"release another's lease", "DELETE", lease, ""},
-		{"renew another's lease in a batch", "POST", coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"customer-7","lease_id":"` + l.LeaseID + `"}]}`},
-		{"replay the holder's acquire", "POST", "/v1/locks/customer-7/leases", `{"request_id":"r1","ttl_ms":30000}`},
-		{"take a lock for an hour", "POST", "/v1/locks/customer-8/leases", `{"request_id":"r9","ttl_ms":3600000}`},
-		{"queue for a lock for five minutes", "POST", "/v1/locks/customer-7/leases", `{"request_id":"r8","ttl_ms":1000,"wait_ms":300000}`},
+		{"renew another's lease in a batch", "POST", coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"payments:customer-7","lease_id":"` + l.LeaseID + `"}]}`},
+		{"replay the holder's acquire", "POST", "/v1/locks/payments:customer-7/leases", `{"request_id":"r1","ttl_ms":30000}`},
+		{"take a lock for an hour", "POST", "/v1/locks/payments:customer-8/leases", `{"request_id":"r9","ttl_ms":3600000}`},
+		{"queue for a lock for five minutes", "POST", "/v1/locks/payments:customer-7/leases", `{"request_id":"r8","ttl_ms":1000,"wait_ms":300000}`},
 		{"re-register orders-1 elsewhere", "PUT", "/v1/services/orders/members/orders-1", `{"addr":"6.6.6.6:443","ttl_ms":30000}`},
 		{"heartbeat someone else's member", "POST", "/v1/services/orders/members/orders-1/heartbeat", ""},
 		{"deregister someone else's member", "DELETE", "/v1/services/orders/members/orders-1", ""},
@@ -164,11 +164,11 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 		}
 		// A batch answers per lease: the other's lease is refused with the
 		// problem a single keepalive gets, and is not renewed.
-		if got := call(t, intruder, "POST", base+coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"customer-7","lease_id":"`+l.LeaseID+`"}]}`); got.status != 200 || !strings.Contains(string(got.body), `"type":"not-holder"`) || strings.Contains(string(got.body), `"lease":{`) {
+		if got := call(t, intruder, "POST", base+coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"payments:customer-7","lease_id":"`+l.LeaseID+`"}]}`); got.status != 200 || !strings.Contains(string(got.body), `"type":"not-holder"`) || strings.Contains(string(got.body), `"lease":{`) {
 			t.Errorf("payments-2 renews payments-1's lease in a batch at %s: %d %s", base, got.status, got.body)
 		}
 		// Reads an identity may make show no lease id but the holder's.
-		for _, path := range []string{"/v1/locks/customer-7", coordhttp.NodeStatusPath} {
+		for _, path := range []string{"/v1/locks/payments:customer-7", coordhttp.NodeStatusPath} {
 			got := call(t, intruder, "GET", base+path, "")
 			if got.status != 200 || strings.Contains(string(got.body), l.LeaseID) {
 				t.Errorf("payments-2 reads %s at %s: %d %s: the lease id must not show", path, base, got.status, got.body)
@@ -195,7 +195,7 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 	}
 
 	// Nothing the attacks tried took effect.
-	lockAfter := call(t, holder, "GET", leader+"/v1/locks/customer-7", "")
+	lockAfter := call(t, holder, "GET", leader+"/v1/locks/payments:customer-7", "")
 	if string(withoutRemaining(lockAfter.body)) != string(withoutRemaining(lockBefore.body)) {
 		t.Fatalf("the attacks changed the lock:\n%s\n%s", lockBefore.body, lockAfter.body)
 	}
@@ -203,7 +203,7 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 	if !strings.Contains(string(members.body), `"instance":"orders-1","addr":"10.0.0.1:8080"`) || strings.Contains(string(members.body), "6.6.6.6") {
 		t.Fatalf("members after the attacks: %s", members.body)
 	}
-	if got := call(t, pki.Client(orders1), "GET", leader+"/v1/locks/customer-8", ""); got.status != 404 {
+	if got := call(t, admin, "GET", leader+"/v1/locks/payments:customer-8", ""); got.status != 404 {
 		t.Fatalf("the hour-long lock exists: %d %s", got.status, got.body)
 	}
 	cluster := call(t, admin, "GET", leader+"/v1/cluster", "")
@@ -215,7 +215,7 @@ func TestAttacksOnTheCoordinatorAreRefused(t *testing.T) {
 	if got := call(t, holder, "POST", follower+lease+"/keepalive", ""); got.status != 200 {
 		t.Fatalf("holder's keepalive: %d %s", got.status, got.body)
 	}
-	if got := call(t, holder, "POST", follower+coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"customer-7","lease_id":"`+l.LeaseID+`"}]}`); got.status != 200 || !strings.Contains(string(got.body), `"lease":{`) {
+	if got := call(t, holder, "POST", follower+coordhttp.KeepAliveBatchPath, `{"leases":[{"lock":"payments:customer-7","lease_id":"`+l.LeaseID+`"}]}`); got.status != 200 || !strings.Contains(string(got.body), `"lease":{`) {
 		t.Fatalf("holder's batch renewal: %d %s", got.status, got.body)
 	}
 	if got := call(t, pki.Client(orders1), "POST", follower+"/v1/services/orders/members/orders-1/heartbeat", ""); got.status != 204 {

@@ -22,8 +22,12 @@ type NodeStatusReader interface {
 // every other request to next. A cluster that cannot report its status gets
 // no such route.
 //
-// The lease ids in the status are shown to their holders only, like GET
-// of a lock (coordinator.Authorize).
+// Lock names, holders and tokens are shown only to those who may see them
+// (coordinator.Policy.SeesLock: the operator, the console, a service for
+// its own namespace), everyone else gets the count; the lease ids only to
+// their holders, like GET of a lock (coordinator.Authorize). A lock's name
+// can carry a caller's customer id, and its holder says which instance to
+// attack.
 func withNodeStatus(cluster Cluster, policy coordinator.Policy, next http.Handler) http.Handler {
 	node, ok := cluster.(NodeStatusReader)
 	if !ok {
@@ -38,7 +42,7 @@ func withNodeStatus(cluster Cluster, policy coordinator.Policy, next http.Handle
 				return
 			}
 			caller, _ := coordinator.CallerFrom(r.Context())
-			_ = httpkit.EncodeJSON(r.Context(), w, nodeStatusResponseOf(node.NodeStatus(), caller))
+			_ = httpkit.EncodeJSON(r.Context(), w, nodeStatusResponseOf(node.NodeStatus(), caller, policy))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -53,9 +57,12 @@ type nodeStatusResponse struct {
 	Locks []lockResponse `json:"locks"`
 }
 
-func nodeStatusResponseOf(st coordinator.NodeStatus, caller coordinator.Caller) nodeStatusResponse {
+func nodeStatusResponseOf(st coordinator.NodeStatus, caller coordinator.Caller, policy coordinator.Policy) nodeStatusResponse {
 	out := nodeStatusResponse{NodeStatus: st, Locks: make([]lockResponse, 0, len(st.Locks))}
 	for _, l := range st.Locks {
+		if !policy.SeesLock(caller, l.Name) {
+			continue
+		}
 		lr := lockResponse{Name: l.Name, Waiters: l.Waiters}
 		if l.Holder != nil {
 			h := leaseResponseOf(*l.Holder)

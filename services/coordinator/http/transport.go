@@ -30,7 +30,7 @@ const MaxLongPoll = 60 * time.Second
 //	GET    /v1/services/{service}/members[?wait_version=N&timeout_ms=M&stale=true]
 func NewHandler(e Endpoints, logger *slog.Logger) http.Handler {
 	opts := httpkit.ServerOptions(logger)
-	mux := http.NewServeMux()
+	mux := httpkit.NewMux() // names each server span after its route
 	mux.Handle("POST /v1/locks/{lock}/leases", kithttp.NewServer(e.Acquire, decodeAcquire, httpkit.EncodeJSON, opts...))
 	mux.Handle("POST /v1/locks/{lock}/leases/{lease}/keepalive", kithttp.NewServer(e.KeepAlive, decodeLeaseRef, httpkit.EncodeJSON, opts...))
 	mux.Handle("DELETE /v1/locks/{lock}/leases/{lease}", kithttp.NewServer(e.Release, decodeLeaseRef, httpkit.EncodeJSON, opts...))

@@ -165,10 +165,10 @@ func TestChaosLinearizableLocksAndIdenticalReplicas(t *testing.T) {
 		c.start(l)
 		step(500 * time.Millisecond)
 		l2 := c.waitLeader(10 * time.Second)
-		c.net.isolate(c.peers[l2].Addr, c.addrs())
+		c.net.Isolate(c.peers[l2].Addr, c.addrs()...)
 		t.Logf("round %d: isolated leader %s", round, c.peers[l2].ID)
 		step(900 * time.Millisecond)
-		c.net.heal()
+		c.net.Heal()
 	}
 	step(500 * time.Millisecond)
 	close(stop)

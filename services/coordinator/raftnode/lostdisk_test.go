@@ -31,7 +31,7 @@ func TestLostDiskNodeDoesNotVoteUntilReadmitted(t *testing.T) {
 	}
 	lagging, witness := followers[0], followers[1]
 
-	c.net.isolate(c.peers[lagging].Addr, c.addrs())
+	c.net.Isolate(c.peers[lagging].Addr, c.addrs()...)
 	g, err := c.apply(ctx, fsm.Command{Op: fsm.OpAcquire, Lock: "customer-1", RequestID: "g", TTL: time.Hour})
 	if err != nil || g.Lease == nil {
 		t.Fatalf("grant: %v %+v", err, g)
@@ -42,7 +42,7 @@ func TestLostDiskNodeDoesNotVoteUntilReadmitted(t *testing.T) {
 	// comes back with an empty data directory.
 	c.kill(leader)
 	c.wipe(witness)
-	c.net.heal()
+	c.net.Heal()
 	c.start(witness)
 	w := c.node(witness)
 	if joining, _ := w.Joining(); !joining {

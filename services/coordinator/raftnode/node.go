@@ -210,13 +210,9 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}
 	var tcp *raft.NetworkTransport
-	if cfg.TLS != nil {
-		var stream *tlsStream
-		if stream, err = newTLSStream(cfg.Bind, advertise, *cfg.TLS); err == nil {
-			tcp = raft.NewNetworkTransportWithLogger(stream, 3, 2*time.Second, logger)
-		}
-	} else {
-		tcp, err = raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 2*time.Second, logger)
+	layer, err := newStream(cfg.Bind, advertise, cfg.Advertise, cfg.TLS)
+	if err == nil {
+		tcp = raft.NewNetworkTransportWithLogger(layer, 3, 2*time.Second, logger)
 	}
 	if err != nil {
 		store.Close()
@@ -580,6 +576,28 @@ func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 // AddVoter adds a node to the cluster as a voter; only the leader can.
 func (n *Node) AddVoter(id, addr string) error {
 	return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+}
+
+// AddNonvoter adds a node that receives the log but neither votes nor
+// counts towards a commit (a learner); AddVoter on it later promotes it.
+// Only the leader can.
+func (n *Node) AddNonvoter(id, addr string) error {
+	return n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+}
+
+// Suffrage reports whether id is in the cluster's configuration and, if
+// so, whether it votes.
+func (n *Node) Suffrage(id string) (member, voter bool, err error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return false, false, err
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return true, s.Suffrage == raft.Voter, nil
+		}
+	}
+	return false, false, nil
 }
 
 // RemoveServer removes a node from the cluster; only the leader can.

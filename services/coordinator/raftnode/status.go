@@ -33,6 +33,7 @@ func (n *Node) NodeStatus() coordinator.NodeStatus {
 		Voters:       []string{},
 		Locks:        n.machine.HeldLocks(),
 	}
+	st.LocksHeld = len(st.Locks)
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			if s.Suffrage == raft.Voter {

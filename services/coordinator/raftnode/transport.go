@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/payonce/payonce/internal/identity"
 )
 
 // serialHeartbeats wraps a transport so that heartbeats are not handled on the
@@ -64,19 +66,33 @@ type TLS struct {
 	Client *tls.Config
 }
 
-// tlsStream is a raft.StreamLayer over TLS. The NetworkTransport above it
-// is unchanged, so the heartbeat handling (serialHeartbeats, ADR 0004) and
-// every other wrapper see the same transport as over plain TCP.
-type tlsStream struct {
-	net.Listener // a tls.NewListener: Accept returns connections whose handshake runs on first read
+// stream is the raft.StreamLayer under every node's NetworkTransport,
+// over TLS (the TLS configuration) or, in dev mode only, plain TCP. The
+// NetworkTransport above it is the same either way, so the heartbeat
+// handling (serialHeartbeats, ADR 0004) and every other wrapper see the
+// same transport.
+type stream struct {
+	net.Listener // over TLS a tls.NewListener: Accept returns connections whose handshake runs on first read
 	advertise    net.Addr
-	client       *tls.Config
+	client       *tls.Config // nil: plain TCP
 }
 
-// newTLSStream listens on bind. The handshake of an accepted connection
-// runs on the transport's per-connection goroutine (its first read), never
-// in Accept, so a peer that connects and stalls delays nobody else.
-func newTLSStream(bind string, advertise net.Addr, cfg TLS) (*tlsStream, error) {
+// newStream listens on bind, over TLS when cfg is not nil. The handshake
+// of an accepted connection runs on the transport's per-connection
+// goroutine (its first read), never in Accept, so a peer that connects and
+// stalls delays nobody else.
+//
+// name, when not empty, is the advertised address as configured
+// ("coordinator-2:7000"): the stream advertises it as given, not resolved,
+// so that peers dial the name and reach the node at whatever address it has
+// now. A container restarted by compose or Kubernetes may come back on
+// another IP; a configuration holding the old IP would leave the node
+// unreachable by the leader for good (the compose e2e's restarted
+// coordinator-2 did: its IP moved from .11 to .7). hashicorp/raft's own
+// TCP transport cannot do this (it requires an IP), which is why plain TCP
+// goes through this layer too. Over TLS the peer's certificate is checked
+// by identity (peerClientConfig), so any address will do.
+func newStream(bind string, advertise net.Addr, name string, cfg *TLS) (*stream, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -88,16 +104,46 @@ func newTLSStream(bind string, advertise net.Addr, cfg TLS) (*tlsStream, error) 
 		ln.Close()
 		return nil, fmt.Errorf("raftnode: advertise address %v is not a routable address", advertise)
 	}
-	return &tlsStream{Listener: tls.NewListener(ln, cfg.Server), advertise: advertise, client: cfg.Client}, nil
+	if name != "" {
+		advertise = hostAddr(name)
+	}
+	if cfg == nil {
+		return &stream{Listener: ln, advertise: advertise}, nil
+	}
+	return &stream{Listener: tls.NewListener(ln, cfg.Server), advertise: advertise, client: peerClientConfig(cfg.Client)}, nil
+}
+
+// hostAddr is an advertised "host:port" kept as written, so that
+// hashicorp/raft records and dials the name rather than one resolution of it.
+type hostAddr string
+
+func (a hostAddr) Network() string { return "tcp" }
+func (a hostAddr) String() string  { return string(a) }
+
+// peerClientConfig is client for dialing Raft peers. hashicorp/raft dials a
+// peer at the IP address it advertises, and a node's certificate, made
+// before its container had an address (compose, Kubernetes), cannot name
+// it: verifying the host name would refuse every honest peer. A peer is
+// authenticated by what identifies it instead (identity.ByIdentity): a
+// chain that ends at the CA (client.RootCAs), then client's own identity
+// check (VerifyConnection: a coordinator node). Only the host-name match
+// is dropped; a certificate from another CA or of another party still
+// fails the handshake. Service instances forwarding to each other use the
+// same helper.
+func peerClientConfig(client *tls.Config) *tls.Config {
+	return identity.ByIdentity(client)
 }
 
 // Addr is the address peers dial to reach this node.
-func (s *tlsStream) Addr() net.Addr { return s.advertise }
+func (s *stream) Addr() net.Addr { return s.advertise }
 
-// Dial connects to a peer and completes the handshake within timeout, so a
-// peer that is not what the CA says it is fails here, not in the middle of
-// an RPC.
-func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+// Dial connects to a peer within timeout; over TLS it completes the
+// handshake too, so a peer that is not what the CA says it is fails here,
+// not in the middle of an RPC.
+func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if s.client == nil {
+		return net.DialTimeout("tcp", string(address), timeout)
+	}
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.client}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -30,18 +30,18 @@ func (s *Store) StalePendingOrders(ctx context.Context, olderThan time.Duration,
 			FOR UPDATE SKIP LOCKED)
 		RETURNING `+orderColumns, olderThan, limit)
 	if err != nil {
-		return nil, fmt.Errorf("stale pending orders: %w", err)
+		return nil, unavailable(fmt.Errorf("stale pending orders: %w", err))
 	}
 	defer rows.Close()
 	var out []orders.Order
 	for rows.Next() {
 		o, err := scanOrder(rows)
 		if err != nil {
-			return nil, fmt.Errorf("stale pending orders: %w", err)
+			return nil, unavailable(fmt.Errorf("stale pending orders: %w", err))
 		}
 		out = append(out, o)
 	}
-	return out, rows.Err()
+	return out, unavailable(rows.Err())
 }
 
 // ReemitOrderCreated implements orders.ReconcileStore.
@@ -66,7 +66,7 @@ func (s *Store) ReemitOrderCreated(ctx context.Context, ev events.OrderCreatedEv
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("re-emit orders.created %s: %w", ev.OrderID, err)
+		return false, unavailable(fmt.Errorf("re-emit orders.created %s: %w", ev.OrderID, err))
 	}
 	if wrote {
 		s.OnOutboxWrite()

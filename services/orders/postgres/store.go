@@ -100,7 +100,7 @@ func (s *Store) CreateOrder(ctx context.Context, o orders.Order, ev events.Order
 	if err == nil && wrote {
 		s.OnOutboxWrite()
 	}
-	return stored, err
+	return stored, unavailable(err)
 }
 
 // Order implements orders.Store: the caller is part of the WHERE clause,
@@ -109,7 +109,8 @@ func (s *Store) Order(ctx context.Context, caller, id string) (orders.Order, err
 	if !cursor.IsUUID(id) {
 		return orders.Order{}, ErrOrderNotFound
 	}
-	return scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND caller = $2`, id, caller))
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND caller = $2`, id, caller))
+	return o, unavailable(err)
 }
 
 // OrderByID implements orders.Store.
@@ -117,7 +118,8 @@ func (s *Store) OrderByID(ctx context.Context, id string) (orders.Order, error) 
 	if !cursor.IsUUID(id) {
 		return orders.Order{}, ErrOrderNotFound
 	}
-	return scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	return o, unavailable(err)
 }
 
 // CustomerOrders implements orders.Store with keyset pagination on the
@@ -132,14 +134,14 @@ func (s *Store) CustomerOrders(ctx context.Context, caller, customerID string, p
 		WHERE caller = $5 AND customer_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
 		ORDER BY created_at DESC, id DESC LIMIT $4`, customerID, after, afterID, page.Limit+1, caller)
 	if err != nil {
-		return orders.OrderList{}, fmt.Errorf("list orders: %w", err)
+		return orders.OrderList{}, unavailable(fmt.Errorf("list orders: %w", err))
 	}
 	list := orders.OrderList{}
 	list.Orders, list.Next, err = cursor.Collect(rows, page.Limit, scanOrder,
 		func(o orders.Order) (time.Time, string) { return o.CreatedAt, o.ID },
 		func(at time.Time, id string) string { return s.Cursors.Encode(scope, at, id) })
 	if err != nil {
-		return orders.OrderList{}, err
+		return orders.OrderList{}, unavailable(err)
 	}
 	return list, nil
 }
@@ -166,7 +168,7 @@ func (s *Store) Transition(ctx context.Context, caller, id string, from, to orde
 		o, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND caller = $2`, id, caller))
 		return err
 	})
-	return o, moved, err
+	return o, moved, unavailable(err)
 }
 
 // ApplyOutcome implements orders.Store: the inbox row and the move commit
@@ -197,7 +199,7 @@ func (s *Store) ApplyOutcome(ctx context.Context, ev events.PaymentOutcomeEvent,
 		return err
 	})
 	if err != nil {
-		return false, false, err
+		return false, false, unavailable(err)
 	}
 	if refund {
 		s.OnOutboxWrite()

@@ -42,6 +42,9 @@ import (
 type Client struct {
 	baseURL string
 	http    *http.Client
+	// base carries the calls under the tracing transport: with
+	// WithTransport, one that presents this instance's certificate.
+	base    http.RoundTripper
 	logger  *slog.Logger
 	answers metric.Int64Counter
 }
@@ -58,6 +61,12 @@ type Option func(*Client)
 
 // WithLogger logs misconfiguration answers at error level.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.logger = l } }
+
+// WithTransport sends the calls through base instead of
+// http.DefaultTransport: with the instance's identity, a transport that
+// presents its certificate and accepts only a server proving it is the bank
+// (identity.HTTPClient(files, 0, identity.Bank).Transport).
+func WithTransport(base http.RoundTripper) Option { return func(c *Client) { c.base = base } }
 
 // WithMeter counts the bank's answers by operation, outcome and status as
 // payonce.bank.answers.
@@ -76,17 +85,18 @@ func WithMeter(m metric.Meter) Option {
 func NewClient(baseURL string, timeout time.Duration, tp trace.TracerProvider, opts ...Option) *Client {
 	c := &Client{
 		baseURL: strings.TrimRight(baseURL, "/"),
-		http: &http.Client{
-			Timeout: timeout,
-			Transport: otelhttp.NewTransport(http.DefaultTransport,
-				otelhttp.WithTracerProvider(tp),
-				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "bank " + r.Method + " " + r.URL.Path })),
-		},
-		logger: slog.New(slog.DiscardHandler),
+		base:    http.DefaultTransport,
+		logger:  slog.New(slog.DiscardHandler),
 	}
 	c.answers, _ = noop.NewMeterProvider().Meter("").Int64Counter("")
 	for _, o := range opts {
 		o(c)
+	}
+	c.http = &http.Client{
+		Timeout: timeout,
+		Transport: otelhttp.NewTransport(c.base,
+			otelhttp.WithTracerProvider(tp),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "bank " + r.Method + " " + r.URL.Path })),
 	}
 	return c
 }

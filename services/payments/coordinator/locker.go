@@ -20,9 +20,10 @@ type Locker struct {
 
 var _ payments.Locker = Locker{}
 
-// Acquire implements payments.Locker.
+// Acquire implements payments.Locker: name is the resource, and the
+// coordinator lock taken is its LockName.
 func (l Locker) Acquire(ctx context.Context, name string, ttl time.Duration) (payments.Lease, error) {
-	lease, err := l.Client.Acquire(ctx, name, ttl, lock.Wait(l.Wait))
+	lease, err := l.Client.Acquire(ctx, LockName(name), ttl, lock.Wait(l.Wait))
 	if err != nil {
 		return nil, err
 	}

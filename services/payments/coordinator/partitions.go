@@ -38,6 +38,12 @@ type Partitions struct {
 	// OnRing reports whether this instance is on the ring yet; until it
 	// is, Owns says nothing and the instance is not ready.
 	OnRing func() bool
+	// RingChanged, if set, returns a channel closed at the next ring
+	// change (membership.Membership.Changed). Run reconciles at once when
+	// it closes, so a dead owner's partitions are asked for the moment the
+	// coordinator drops it from the ring; the interval is only the
+	// fallback.
+	RingChanged func() <-chan struct{}
 	// Claim makes the lease the holder of the partition's fence row
 	// (postgres.Store.ClaimPartition).
 	Claim func(ctx context.Context, partition string, t lock.FenceToken) error
@@ -172,12 +178,18 @@ func (ps *Partitions) Held() []int {
 	return out
 }
 
-// Run reconciles held partitions with the ring every interval until ctx
-// ends, then releases them all.
+// Run reconciles held partitions with the ring at every ring change
+// (RingChanged) and every interval until ctx ends, then releases them all.
 func (ps *Partitions) Run(ctx context.Context, interval time.Duration) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
+		// Taken before Reconcile reads the ring: a change while it runs
+		// wakes the next round.
+		var ringChanged <-chan struct{}
+		if ps.RingChanged != nil {
+			ringChanged = ps.RingChanged()
+		}
 		ps.Reconcile(ctx)
 		select {
 		case <-ctx.Done():
@@ -185,6 +197,7 @@ func (ps *Partitions) Run(ctx context.Context, interval time.Duration) error {
 			defer cancel()
 			_ = ps.Leases.Close(rctx)
 			return nil
+		case <-ringChanged:
 		case <-tick.C:
 		}
 	}
@@ -247,14 +260,17 @@ func (ps *Partitions) takeOver(ctx context.Context, p int, hp *heldPartition) {
 		}
 	}
 	// Wait up to two TTLs: the old owner releases after its drain, or its
-	// lease runs out on the coordinator if it is gone.
-	lease, err := ps.Leases.Acquire(ctx, name, lock.Wait(2*ps.Leases.TTL()))
+	// lease runs out on the coordinator if it is gone. The wait is a place
+	// in the lock's line, not a poll: the coordinator grants it in the very
+	// log entry that expires the old lease, so a dead owner's partition is
+	// ours one tick after its lease's deadline (issue #14).
+	lease, err := ps.Leases.Acquire(ctx, LockName(name), lock.Wait(2*ps.Leases.TTL()))
 	if err != nil {
 		fail(err)
 		return
 	}
 	if err := ps.Claim(ctx, name, lease.FenceToken()); err != nil {
-		_ = ps.Leases.Release(context.WithoutCancel(ctx), name)
+		_ = ps.Leases.Release(context.WithoutCancel(ctx), LockName(name))
 		fail(err)
 		return
 	}
@@ -288,7 +304,7 @@ func (ps *Partitions) handOff(ctx context.Context, p int, hp *heldPartition) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := ps.Leases.Release(rctx, name); err != nil && !errors.Is(err, lock.ErrLeaseLost) {
+	if err := ps.Leases.Release(rctx, LockName(name)); err != nil && !errors.Is(err, lock.ErrLeaseLost) {
 		ps.Logger.WarnContext(ctx, "partition release failed; it expires at its TTL", "partition", name, "err", err)
 	}
 	ps.mu.Lock()

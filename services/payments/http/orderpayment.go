@@ -29,11 +29,20 @@ type orderPaymentBody struct {
 
 // OrderPaymentRoutes routes GET OrderPaymentPath to OrderPaymentHandler
 // and everything else to api, so the service mounts it in front of its API.
+// It asks its mux for a match without letting it route the rest: a
+// catch-all "/" route would set the request's pattern to "/", and otelhttp
+// renames the server span after that pattern when the request ends, so
+// every payments span was called "/" instead of its route.
 func OrderPaymentRoutes(reader payments.OrderPayments, keys apikey.Keys, api http.Handler, opts ...kithttp.ServerOption) http.Handler {
-	mux := http.NewServeMux()
+	mux := httpkit.NewMux()
 	mux.Handle("GET "+OrderPaymentPath, OrderPaymentHandler(reader, keys, opts...))
-	mux.Handle("/", api)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
 
 // OrderPaymentHandler serves GET OrderPaymentPath behind keys, to the

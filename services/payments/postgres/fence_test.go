@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/payonce/payonce/internal/testenv"
 	"github.com/payonce/payonce/migrations"
+	"github.com/payonce/payonce/pkg/lock"
 	"github.com/payonce/payonce/services/payments"
 )
 
@@ -56,5 +59,53 @@ func TestFenceComparesEpochTokenAndLease(t *testing.T) {
 		if err := tx.Commit(ctx); err != nil && step.want == nil {
 			t.Fatalf("%s: commit: %v", step.name, err)
 		}
+	}
+}
+
+// TestStaleHolderCannotRecordAnIntent: a new intent is recorded under the
+// fence (the lease is taken first), so a partition's old owner, fenced out
+// by its successor's claim, records nothing: no payment row, no inbox row.
+// The successor's intent is recorded authorizing, with its token.
+func TestStaleHolderCannotRecordAnIntent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, dbURL := testenv.NewPool(t)
+	if _, err := migrations.Up(ctx, dbURL, "payments"); err != nil {
+		t.Fatal(err)
+	}
+	store := NewStore(pool, propagation.TraceContext{})
+	const partition = "partition-7"
+	old := lock.FenceToken{Epoch: 1, Token: 10, LeaseID: "old"}
+	successor := lock.FenceToken{Epoch: 1, Token: 11, LeaseID: "successor"}
+	for _, claim := range []lock.FenceToken{old, successor} {
+		if err := store.ClaimPartition(ctx, partition, claim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	under := func(t lock.FenceToken) payments.Fence {
+		return payments.Fence{Resource: partition, Epoch: t.Epoch, Token: t.Token, LeaseID: t.LeaseID, Claimed: true}
+	}
+	intent := payments.Payment{ID: payments.PaymentIDForOrder("00000000-0000-0000-0000-000000000007"), Caller: "shop",
+		CustomerID: "alice", OrderID: "00000000-0000-0000-0000-000000000007", SourceEventID: "order-event-7",
+		Amount: 500, Currency: "EUR", Card: "4242424242424242", Status: payments.Authorizing, BankKey: "k-7"}
+
+	if _, _, err := store.CreatePayment(ctx, intent, under(old)); !errors.Is(err, payments.ErrFenced) {
+		t.Fatalf("the old owner's intent: %v, want ErrFenced", err)
+	}
+	var rows, inbox int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM payments), (SELECT count(*) FROM inbox)`).Scan(&rows, &inbox); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 || inbox != 0 {
+		t.Fatalf("the refused intent left %d payment rows and %d inbox rows, want none", rows, inbox)
+	}
+
+	p, created, err := store.CreatePayment(ctx, intent, under(successor))
+	if err != nil || !created || p.Status != payments.Authorizing {
+		t.Fatalf("the successor's intent: %+v created %v, %v; want it recorded authorizing", p, created, err)
+	}
+	var token int64
+	if err := pool.QueryRow(ctx, `SELECT fence_token FROM payments WHERE id = $1`, intent.ID).Scan(&token); err != nil || token != 11 {
+		t.Fatalf("the recorded intent's fence token: %d, %v; want 11", token, err)
 	}
 }

@@ -31,7 +31,6 @@ const InboxConsumer = "payments"
 
 // Recovery points recorded on the request's idempotency key.
 const (
-	pointCreated     = "payment_created"
 	pointAuthorizing = "authorizing"
 	pointSettled     = "settled"
 	pointRefund      = "refund_reserved"
@@ -105,11 +104,15 @@ func scanPayment(row pgx.Row) (payments.Payment, error) {
 	return p, err
 }
 
-// CreatePayment implements payments.Store.
-func (s *Store) CreatePayment(ctx context.Context, p payments.Payment) (payments.Payment, bool, error) {
+// CreatePayment implements payments.Store. A new payment's row, inbox row,
+// fence check and the key's move to "authorizing" are one commit.
+func (s *Store) CreatePayment(ctx context.Context, p payments.Payment, f payments.Fence) (payments.Payment, bool, error) {
 	var stored payments.Payment
 	created := false
-	err := idempotency.Tx(ctx, s.pool, pointCreated, func(tx pgx.Tx) error {
+	err := idempotency.Tx(ctx, s.pool, pointAuthorizing, func(tx pgx.Tx) error {
+		if err := fence(ctx, tx, f); err != nil {
+			return err
+		}
 		if p.SourceEventID != "" {
 			if _, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, message_id, subject) VALUES ($1, $2, $3)
 				ON CONFLICT DO NOTHING`, InboxConsumer, p.SourceEventID, events.OrderCreated); err != nil {
@@ -121,10 +124,10 @@ func (s *Store) CreatePayment(ctx context.Context, p payments.Payment) (payments
 			orderID = &p.OrderID
 		}
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO payments (id, caller, customer_id, order_id, amount, currency, card, status, bank_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			INSERT INTO payments (id, caller, customer_id, order_id, amount, currency, card, status, bank_key, fence_token)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT DO NOTHING`,
-			p.ID, p.Caller, p.CustomerID, orderID, p.Amount, p.Currency, p.Card, string(p.Status), p.BankKey)
+			p.ID, p.Caller, p.CustomerID, orderID, p.Amount, p.Currency, p.Card, string(p.Status), p.BankKey, int64(f.Token))
 		if err != nil {
 			return fmt.Errorf("insert payment: %w", err)
 		}

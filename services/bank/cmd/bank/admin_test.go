@@ -1,42 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestAdminListener: with BANK_ADMIN_ADDR set, the fault switches and the
 // metrics answer only there, and the payment API only on the public
 // listener; a caller of the public port cannot turn faults on.
 func TestAdminListener(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out, w := io.Pipe()
-	done := make(chan error, 1)
-	env := map[string]string{"BANK_ADDR": "127.0.0.1:0", "BANK_ADMIN_ADDR": "127.0.0.1:0"}
-	go func() { done <- run(ctx, []string{"bank"}, func(k string) string { return env[k] }, w); w.Close() }()
-
-	addrs := map[string]string{}
-	lines := bufio.NewScanner(out)
-	for len(addrs) < 2 && lines.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(lines.Bytes(), &rec) == nil {
-			if msg, _ := rec["msg"].(string); msg == "bank simulator listening" || msg == "bank admin listening" {
-				addrs[msg], _ = rec["addr"].(string)
-			}
-		}
-	}
-	public, admin := addrs["bank simulator listening"], addrs["bank admin listening"]
-	if public == "" || admin == "" {
-		t.Fatalf("bank did not say where it listens: %v (%v)", addrs, <-done)
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
+	bank := startBank(t, map[string]string{"BANK_ADDR": "127.0.0.1:0", "BANK_ADMIN_ADDR": "127.0.0.1:0"})
+	public, admin := bank.public, bank.admin
 
 	status := func(method, url, body string) int {
 		t.Helper()
@@ -69,13 +44,5 @@ func TestAdminListener(t *testing.T) {
 			t.Errorf("%s %s: %d, want %d", c.method, c.url, got, c.want)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after cancellation")
-	}
+	bank.stop()
 }

@@ -4,8 +4,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/telemetry"
 	"github.com/payonce/payonce/services/bank"
@@ -39,7 +43,18 @@ type config struct {
 	AdminAddr string
 	Faults    bank.Faults // BANK_LATENCY_MS, BANK_ERROR_RATE, BANK_LOSE_RESPONSE_RATE, BANK_DECLINE_CARDS
 	Seed      int         // BANK_SEED, default 1: makes random faults reproducible
+	// TLS (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE; default none: plain
+	// HTTP, for a laptop) is the bank's identity. With it the payment API
+	// on Addr is mutual TLS and answers payments instances only: a caller
+	// without a payments certificate from the CA fails the handshake, so
+	// card numbers cross the network encrypted and only payonce's payments
+	// service can charge. The simulator's controls (faults, ledger,
+	// metrics, probes) then need AdminAddr.
+	TLS *identity.Files
 }
+
+// errTLSNeedsAdmin refuses a TLS bank without its operator listener.
+var errTLSNeedsAdmin = errors.New("TLS_* set: BANK_ADMIN_ADDR is required (the payment API admits payments instances only; the fault switches, the ledger, /metrics and the probes are served there)")
 
 func loadConfig(getenv func(string) string) (config, error) {
 	env := envconfig.New(getenv)
@@ -58,6 +73,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.Faults.LoseResponseRate, err = parseRate(env.String("BANK_LOSE_RESPONSE_RATE", "0")); err != nil {
 		return cfg, fmt.Errorf("BANK_LOSE_RESPONSE_RATE: %w", err)
+	}
+	files, tlsOn, err := identity.FilesFromEnv(func(k string) string { return env.String(k, "") })
+	if err != nil {
+		return cfg, err
+	}
+	if tlsOn {
+		cfg.TLS = &files
+		if cfg.AdminAddr == "" {
+			return cfg, errTLSNeedsAdmin
+		}
 	}
 	if err := env.Err(); err != nil {
 		return cfg, err
@@ -103,24 +128,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	api := bankhttp.NewHandler(sim, tel.Logger)
 	if cfg.AdminAddr == "" {
-		return serveBank(ctx, tel, "bank simulator listening", cfg.Addr, router(api, true))
+		return serveBank(ctx, tel, "bank simulator listening", cfg.Addr, nil, router(api, true))
+	}
+	var apiTLS *tls.Config
+	if cfg.TLS != nil {
+		if apiTLS, err = identity.ServerConfig(*cfg.TLS, identity.AllowServices(identity.Payments)); err != nil {
+			return fmt.Errorf("bank tls: %w", err)
+		}
 	}
 	public, admin := bankhttp.Split(api)
 	g := lifecycle.NewGroup(ctx)
 	g.Go("admin listener", func(ctx context.Context) error {
-		return serveBank(ctx, tel, "bank admin listening", cfg.AdminAddr, router(admin, true))
+		return serveBank(ctx, tel, "bank admin listening", cfg.AdminAddr, nil, router(admin, true))
 	})
 	g.Go("listener", func(ctx context.Context) error {
-		return serveBank(ctx, tel, "bank simulator listening", cfg.Addr, router(public, false))
+		return serveBank(ctx, tel, "bank simulator listening", cfg.Addr, apiTLS, router(public, false))
 	})
 	return g.Wait()
 }
 
-func serveBank(ctx context.Context, tel *telemetry.Telemetry, msg, addr string, handler http.Handler) error {
+// serveBank serves handler on addr, over TLS with tlsCfg when it is not nil.
+func serveBank(ctx context.Context, tel *telemetry.Telemetry, msg, addr string, tlsCfg *tls.Config, handler http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	tel.Logger.InfoContext(ctx, msg, "addr", ln.Addr().String(), "simulated", true)
-	return httpkit.Serve(ctx, &http.Server{Handler: handler}, ln, 10*time.Second)
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	tel.Logger.InfoContext(ctx, msg, "addr", ln.Addr().String(), "tls", tlsCfg != nil, "simulated", true)
+	// A refused handshake (a caller that is not payments) goes to the log.
+	srv := &http.Server{Handler: handler, ErrorLog: slog.NewLogLogger(tel.Logger.Handler(), slog.LevelWarn)}
+	return httpkit.Serve(ctx, srv, ln, 10*time.Second)
 }

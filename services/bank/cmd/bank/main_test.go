@@ -1,36 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestRunServesAndStops(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out, w := io.Pipe()
-	done := make(chan error, 1)
-	env := map[string]string{"BANK_ADDR": "127.0.0.1:0"}
-	go func() { done <- run(ctx, []string{"bank"}, func(k string) string { return env[k] }, w); w.Close() }()
-
-	var addr string
-	lines := bufio.NewScanner(out)
-	for addr == "" && lines.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec["msg"] == "bank simulator listening" {
-			addr, _ = rec["addr"].(string)
-		}
-	}
-	if addr == "" {
-		t.Fatalf("bank never said where it listens: %v", <-done)
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
+	bank := startBank(t, map[string]string{"BANK_ADDR": "127.0.0.1:0"})
+	addr := bank.public
 
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		resp, err := http.Get("http://" + addr + path)
@@ -48,15 +28,7 @@ func TestRunServesAndStops(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after cancellation")
-	}
+	bank.stop()
 }
 
 func TestBadConfigurationIsRefused(t *testing.T) {

@@ -18,8 +18,10 @@ import (
 
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/payonce/payonce/internal/apikey"
 	"github.com/payonce/payonce/internal/envconfig"
 	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/telemetry"
 	"github.com/payonce/payonce/services/console"
 	consolehttp "github.com/payonce/payonce/services/console/http"
@@ -40,14 +42,26 @@ func main() {
 type config struct {
 	// CONSOLE_ADDR (127.0.0.1:8070): where the page is served.
 	Addr string
-	// CONSOLE_COORDINATOR_URLS (http://127.0.0.1:8101,8102,8103): every
-	// coordinator node, to show each one's own view.
+	// CONSOLE_COORDINATOR_URLS (https://127.0.0.1:8101,8102,8103): every
+	// coordinator node, to show each one's own view (with TLS_*: the
+	// coordinators answer only callers with a certificate).
 	CoordinatorURLs []string
 	// CONSOLE_BANK_URL (http://127.0.0.1:8099): the simulated bank.
 	BankURL string
+	// CONSOLE_INSTANCE_URLS (orders-1=http://127.0.0.1:8080,
+	// orders-2=http://127.0.0.1:8081, payments-1=http://127.0.0.1:8090,
+	// payments-2=http://127.0.0.1:8091): each instance's public API. The
+	// membership's addresses are the instances' internal listeners, which
+	// answer peers of their own service only.
+	InstanceURLs map[string]string
 	// CONSOLE_API_KEY (payonce-demo-key-1): the demo caller's key, the only
 	// credential the console uses; it reads orders and payments as that caller.
 	APIKey string
+	// CONSOLE_CALLER (demo): the caller the services map CONSOLE_API_KEY to
+	// (their ORDERS_API_KEYS and PAYMENTS_API_KEYS, "caller:key"). The
+	// services place the caller's customer on their rings, so the ring
+	// lookup needs it to name the instance that serves a customer.
+	Caller string
 	// CONSOLE_DEV_MODE (false): allow the actions. Off, every action is
 	// refused with 403 and the page only looks.
 	DevMode bool
@@ -71,6 +85,11 @@ type config struct {
 	// CONSOLE_OUTAGE_FOR (60s): how long "stop a database" keeps a
 	// service's database away, unless started again from the page.
 	OutageFor time.Duration
+	// TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE (empty: plain): the
+	// console's identity (spiffe://payonce/console/console) and the CA it
+	// trusts; needed when the coordinators run with TLS (https:// in
+	// CONSOLE_COORDINATOR_URLS), as they do outside dev mode.
+	TLS *identity.Files
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -78,17 +97,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg := config{
 		Addr: env.String("CONSOLE_ADDR", "127.0.0.1:8070"),
 		CoordinatorURLs: env.List("CONSOLE_COORDINATOR_URLS",
-			[]string{"http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103"}),
-		BankURL:    env.String("CONSOLE_BANK_URL", "http://127.0.0.1:8099"),
-		APIKey:     env.String("CONSOLE_API_KEY", "payonce-demo-key-1"),
-		DevMode:    env.Bool("CONSOLE_DEV_MODE", false),
-		ControlURL: env.String("CONSOLE_CONTROL_URL", ""),
-		JaegerURL:  strings.TrimSuffix(env.String("CONSOLE_JAEGER_URL", ""), "/"),
-		TracesURL:  strings.TrimSuffix(env.String("CONSOLE_TRACES_URL", ""), "/"),
-		Interval:   env.Duration("CONSOLE_INTERVAL", 500*time.Millisecond),
-		Customers:  env.List("CONSOLE_CUSTOMERS", []string{"alice"}),
-		PauseFor:   env.Duration("CONSOLE_PAUSE_FOR", 20*time.Second),
-		OutageFor:  env.Duration("CONSOLE_OUTAGE_FOR", time.Minute),
+			[]string{"https://127.0.0.1:8101", "https://127.0.0.1:8102", "https://127.0.0.1:8103"}),
+		BankURL:      env.String("CONSOLE_BANK_URL", "http://127.0.0.1:8099"),
+		InstanceURLs: map[string]string{},
+		APIKey:       env.String("CONSOLE_API_KEY", "payonce-demo-key-1"),
+		Caller:       env.String("CONSOLE_CALLER", console.DemoCaller),
+		DevMode:      env.Bool("CONSOLE_DEV_MODE", false),
+		ControlURL:   env.String("CONSOLE_CONTROL_URL", ""),
+		JaegerURL:    strings.TrimSuffix(env.String("CONSOLE_JAEGER_URL", ""), "/"),
+		TracesURL:    strings.TrimSuffix(env.String("CONSOLE_TRACES_URL", ""), "/"),
+		Interval:     env.Duration("CONSOLE_INTERVAL", 500*time.Millisecond),
+		Customers:    env.List("CONSOLE_CUSTOMERS", []string{"alice"}),
+		PauseFor:     env.Duration("CONSOLE_PAUSE_FOR", 20*time.Second),
+		OutageFor:    env.Duration("CONSOLE_OUTAGE_FOR", time.Minute),
+	}
+	for _, pair := range env.List("CONSOLE_INSTANCE_URLS", []string{
+		"orders-1=http://127.0.0.1:8080", "orders-2=http://127.0.0.1:8081",
+		"payments-1=http://127.0.0.1:8090", "payments-2=http://127.0.0.1:8091"}) {
+		name, url, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || name == "" || url == "" {
+			return cfg, fmt.Errorf("CONSOLE_INSTANCE_URLS: %q is not instance=url", pair)
+		}
+		cfg.InstanceURLs[name] = url
+	}
+	files, tlsOn, err := identity.FilesFromEnv(func(k string) string { return env.String(k, "") })
+	if err != nil {
+		return cfg, err
+	}
+	if tlsOn {
+		cfg.TLS = &files
 	}
 	if err := env.Err(); err != nil {
 		return cfg, err
@@ -98,6 +135,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.OutageFor < time.Second || cfg.OutageFor > 10*time.Minute {
 		return cfg, fmt.Errorf("CONSOLE_OUTAGE_FOR=%s: between 1s and 10m (what the dev stack allows)", cfg.OutageFor)
+	}
+	if !apikey.ValidCaller(cfg.Caller) {
+		return cfg, fmt.Errorf("CONSOLE_CALLER=%q: 1 to 64 letters, digits, '.', '_' or '-', like the services' callers", cfg.Caller)
 	}
 	if len(cfg.CoordinatorURLs) == 0 {
 		return cfg, fmt.Errorf("CONSOLE_COORDINATOR_URLS: at least one URL")
@@ -120,9 +160,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		_ = tel.Shutdown(shutdownCtx)
 	}()
 
-	stack := remote.NewStack(remote.Config{CoordinatorURLs: cfg.CoordinatorURLs, BankURL: cfg.BankURL, APIKey: cfg.APIKey,
-		TracesURL: cfg.TracesURL})
-	ccfg := console.Config{Stack: stack, DevMode: cfg.DevMode, JaegerURL: cfg.JaegerURL, Traces: cfg.TracesURL != "",
+	var client *http.Client
+	if cfg.TLS != nil {
+		if client, err = identity.HTTPClient(*cfg.TLS, 0); err != nil {
+			return fmt.Errorf("console tls: %w", err)
+		}
+	}
+	stack := remote.NewStack(remote.Config{CoordinatorURLs: cfg.CoordinatorURLs, BankURL: cfg.BankURL, InstanceURLs: cfg.InstanceURLs, APIKey: cfg.APIKey,
+		TracesURL: cfg.TracesURL, Client: client})
+	ccfg := console.Config{Stack: stack, Caller: cfg.Caller, DevMode: cfg.DevMode, JaegerURL: cfg.JaegerURL, Traces: cfg.TracesURL != "",
 		Interval: cfg.Interval, Customers: cfg.Customers, PauseFor: cfg.PauseFor, OutageFor: cfg.OutageFor}
 	if cfg.ControlURL != "" {
 		ccfg.Control = remote.NewControl(cfg.ControlURL, 0)

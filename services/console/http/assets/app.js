@@ -12,7 +12,7 @@ const money = (n, cur) => esc((n / 100).toFixed(2) + " " + (cur || ""));
 let view = null;
 let updates = [];
 // Render times, for the load program (bench/console) to read.
-window.consoleStats = {renders: 0, totalMs: 0, maxMs: 0};
+window.consoleStats = {renders: 0, totalMs: 0, maxMs: 0, views: 0};
 
 function setNotice(text, bad) {
   const n = $("#notice");
@@ -36,7 +36,22 @@ async function act(path, body) {
   }
 }
 
-function rows(tbody, html) { $(tbody).innerHTML = html.join(""); }
+// rows sets a table body's rows, touching only the rows whose HTML changed:
+// a view arrives every half second and most rows stay as they were, and
+// rebuilding every table each time kept the page's main thread busy under
+// load (bench/console).
+function rows(tbody, html) {
+  const el = $(tbody);
+  const prev = el.renderedRows || [];
+  if (prev.length !== html.length) {
+    el.innerHTML = html.join("");
+  } else {
+    for (let i = 0; i < html.length; i++) {
+      if (html[i] !== prev[i]) el.children[i].outerHTML = html[i];
+    }
+  }
+  el.renderedRows = html;
+}
 
 function renderRaft(v) {
   $("#leader").textContent = v.leader_id || "none";
@@ -102,7 +117,44 @@ function renderRings(v) {
   $("#rings").innerHTML = arr(v.rings).map((rv) => renderRing(rv, v.processes)).join("");
 }
 
+// The payments partitions' leases: one small cell per partition, in
+// partition order, in the colour of its holder on the payments ring, with
+// its fencing token and a bar for the TTL it has left; above them, one line
+// per holder. 64 rows of a table would push everything else off the screen.
+let lookedUp = -1; // the partition of the customer looked up last
+function renderLeases(v) {
+  const parts = arr(v.partitions);
+  $("#leases-section").hidden = parts.length === 0;
+  if (parts.length === 0) return;
+  const ring = arr(v.rings).find((rv) => rv.service === "payments");
+  const index = Object.fromEntries(arr(ring && ring.members).map((m, i) => [m.name, i]));
+  const color = (holder) => {
+    const i = index[holder.slice(holder.lastIndexOf("/") + 1)];
+    return i === undefined ? "#6b7280" : colors[i % colors.length];
+  };
+  const byHolder = {};
+  rows("#leases", parts.map((l) => {
+    const mark = l.p === lookedUp ? " looked-up" : "";
+    if (!l.holder) return `<div class="lease free${mark}" data-partition="${l.p}" title="payments-partition-${l.p}: free">${l.p}<span>free</span></div>`;
+    const h = byHolder[l.holder] ||= {n: 0, min: Infinity, max: 0, left: Infinity};
+    h.n++; h.min = Math.min(h.min, l.token); h.max = Math.max(h.max, l.token); h.left = Math.min(h.left, l.remaining_ms);
+    const c = color(l.holder);
+    const w = l.ttl_ms ? Math.round((100 * l.remaining_ms) / l.ttl_ms) : 0;
+    return `<div class="lease${mark}" data-partition="${l.p}" data-holder="${esc(l.holder)}" data-token="${l.token}" style="border-color:${c}" ` +
+      `title="payments-partition-${l.p}: ${esc(l.holder)}, token ${l.token}, ${(l.remaining_ms / 1000).toFixed(1)} s left${l.waiters ? `, ${l.waiters} waiting` : ""}">` +
+      `${l.p}<span>${l.token}</span><i style="width:${w}%;background:${c}"></i></div>`;
+  }));
+  const free = parts.filter((l) => !l.holder).length;
+  rows("#lease-holders", Object.keys(byHolder).sort().map((name) => {
+    const h = byHolder[name];
+    return `<div data-lease-holder="${esc(name)}"><span class="swatch" style="background:${color(name)}"></span><b>${esc(name)}</b>: ${h.n} partitions, ` +
+      `tokens ${h.min}–${h.max}, shortest TTL left ${(h.left / 1000).toFixed(1)} s</div>`;
+  }).concat(free ? [`<div class="muted">${free} free: no holder until the ring's owner takes them</div>`] : []));
+}
+
 function renderLocks(v) {
+  renderLeases(v);
+  $("#locks").hidden = arr(v.locks).length === 0 && arr(v.partitions).length > 0;
   rows("#locks tbody", arr(v.locks).map((l) => {
     const h = l.holder || {};
     const w = h.ttl_ms ? Math.round((80 * h.remaining_ms) / h.ttl_ms) : 0;
@@ -116,7 +168,7 @@ function renderFenceRefusals(v) {
   const fs = arr(v.fence_refusals);
   $("#fence-refusals").innerHTML = fs.length === 0
     ? `<p class="muted">No write refused by the fence yet.</p>`
-    : fs.map((f, i) => `<p class="fence" data-fence-refusal="${esc(f.instance)}">${i === 0 ? "<b>Last write the fence refused:</b>" : "Before that:"} ` +
+    : fs.map((f, i) => `<p class="fence" data-fence-refusal="${esc(f.instance)}" data-token="${f.last_token || 0}" data-fence-token="${f.fence_token || 0}">${i === 0 ? "<b>Last write the fence refused:</b>" : "Before that:"} ` +
       `${esc(f.instance)} at ${esc(new Date(f.last_at).toLocaleTimeString())} wrote with token <b>${f.last_token}</b>, ` +
       (f.fence_token ? `but the fence had seen <b>${f.fence_token}</b>: its lease had ended and a newer holder had written. ` : `a token lower than one the fence had seen: its lease had ended. `) +
       `PostgreSQL refused it (${f.refused} refused by this instance so far).</p>`).join("");
@@ -214,9 +266,26 @@ function render(v) {
   st.renders++; st.totalMs += ms; st.maxMs = Math.max(st.maxMs, ms);
 }
 
+// Views that arrive faster than the page paints are not all drawn: the
+// latest one is, at the next frame. A busy page catches up with one render
+// instead of a queue of stale ones.
+let pendingView = null;
+function renderPending() {
+  if (pendingView === null) return; // drawn already
+  const data = pendingView;
+  pendingView = null;
+  render(JSON.parse(data));
+}
+
 function connect() {
   const es = new EventSource("api/events");
-  es.addEventListener("view", (e) => render(JSON.parse(e.data)));
+  es.addEventListener("view", (e) => {
+    window.consoleStats.views++;
+    const scheduled = pendingView !== null;
+    pendingView = e.data;
+    // A frame, or a timer where no frames are painted (a background tab).
+    if (!scheduled) { requestAnimationFrame(renderPending); setTimeout(renderPending, 250); }
+  });
   es.onopen = () => { $("#conn").textContent = "live"; $("#conn").className = "badge on"; };
   // EventSource reconnects by itself; the badge says so meanwhile.
   es.onerror = () => { $("#conn").textContent = "reconnecting"; $("#conn").className = "badge off"; };
@@ -226,6 +295,7 @@ document.addEventListener("click", async (e) => {
   const b = e.target.closest("button");
   if (!b) return;
   if (b.id === "kill-leader") { e.preventDefault(); await act("api/actions/kill-leader"); }
+  else if (b.id === "set-latency") { await act("api/actions/faults", {latency_ms: Number($("#latency-ms").value)}); }
   else if (b.dataset.fault) { await act("api/actions/faults", JSON.parse(b.dataset.fault)); }
   else if (b.dataset.start) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.start)}/start`); }
   else if (b.dataset.stop) { await act(`api/actions/processes/${encodeURIComponent(b.dataset.stop)}/stop`); }
@@ -245,8 +315,15 @@ $("#lookup").addEventListener("submit", async (e) => {
   const resp = await fetch("api/ring/lookup?customer=" + encodeURIComponent($("#lookup-customer").value));
   const data = await resp.json().catch(() => ({}));
   if (!resp.ok) { $("#placements").textContent = data.detail || resp.status; return; }
+  const pay = data.placements.find((p) => p.partition !== undefined);
+  lookedUp = pay ? pay.partition : -1;
   $("#placements").innerHTML = data.placements.map((p) =>
-    `<div data-placement="${esc(p.service)}">${esc(p.service)}: slot ${p.slot}, owner <b>${esc(p.owner)}</b>, then ${esc(p.successors.slice(1).join(", ") || "nobody")}</div>`).join("");
+    `<div data-placement="${esc(p.service)}" data-owner="${esc(p.owner)}" data-key="${esc(p.key)}">${esc(p.service)}: ` +
+    (p.partition !== undefined ? `partition ${p.partition} (key <code>${esc(p.key)}</code>)` : `key <code>${esc(p.key)}</code>`) +
+    `, slot ${p.slot}, owner <b>${esc(p.owner)}</b>, then ${esc(p.successors.slice(1).join(", ") || "nobody")}` +
+    (p.partition !== undefined ? (p.lease ? `; lease held by ${esc(p.lease.holder)}, token ${p.lease.token}` : "; its lease is free right now") : "") +
+    `</div>`).join("");
+  if (view) renderLeases(view);
 });
 
 connect();

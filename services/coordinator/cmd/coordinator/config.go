@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -60,18 +61,30 @@ type config struct {
 	RaftLogLevel string
 	// COORDINATOR_SHUTDOWN_GRACE (10s): time in-flight requests get on stop.
 	ShutdownGrace time.Duration
-	// TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE (empty: no TLS): this node's
-	// identity (spiffe://payonce/coordinator/<node id>) and the CA it
-	// trusts. With them the API is served over HTTPS, asks for client
+	// TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE (required outside dev mode):
+	// this node's identity (spiffe://payonce/coordinator/<node id>) and the
+	// CA it trusts. With them the API is served over HTTPS, asks for client
 	// certificates and authorises by identity (coordinator.Policy), and Raft
 	// runs over mutual TLS admitting coordinator identities only; the
-	// http_base_urls in COORDINATOR_PEERS are then https://.
+	// http_base_urls in COORDINATOR_PEERS must then be https://.
 	TLS *identity.Files
+	// PAYONCE_DEV_MODE (false): a laptop stack. Only then may a node run
+	// without TLS_*: plain HTTP and Raft, every caller unauthenticated.
+	// Without it a node with no certificate refuses to start, so a
+	// deployment cannot leave the cluster open by forgetting three
+	// variables.
+	DevMode bool
 	// COORDINATOR_MAX_LEASE_TTL (1m), COORDINATOR_MAX_WAIT (1m),
 	// COORDINATOR_MAX_LOCKS_PER_IDENTITY (1024): what one identity may ask
 	// for with TLS on (coordinator.DefaultPolicy).
 	Policy coordinator.Policy
 }
+
+// ErrNoTLS is the refusal to run a node without its certificate outside
+// dev mode.
+var ErrNoTLS = errors.New("no TLS: set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE to this node's certificate, key and CA " +
+	"(payonce-certs makes a development set; docs/security.md), or PAYONCE_DEV_MODE=true for a laptop cluster " +
+	"that anyone who reaches its ports may use")
 
 type peer struct {
 	ID, RaftAddr, HTTPURL string
@@ -105,9 +118,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err != nil {
 		return c, err
 	}
-	if tlsOn {
+	c.DevMode = r.Bool("PAYONCE_DEV_MODE", false)
+	switch {
+	case tlsOn:
 		c.TLS = &files
 		c.Policy.Required = true
+	case !c.DevMode:
+		return c, ErrNoTLS
 	}
 	c.DataDir = r.String("COORDINATOR_DATA_DIR", "data/"+c.NodeID)
 	rawPeers := r.List("COORDINATOR_PEERS", nil)
@@ -122,6 +139,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		parts := strings.SplitN(raw, "=", 3)
 		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 			return c, fmt.Errorf("COORDINATOR_PEERS: %q is not id=raft_host:port=http_base_url", raw)
+		}
+		if c.TLS != nil && !strings.HasPrefix(parts[2], "https://") {
+			return c, fmt.Errorf("COORDINATOR_PEERS: %s's URL %q: want https:// (the API is served over TLS)", parts[0], parts[2])
 		}
 		c.Peers = append(c.Peers, peer{ID: parts[0], RaftAddr: parts[1], HTTPURL: strings.TrimSuffix(parts[2], "/")})
 		if parts[0] == c.NodeID {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -85,11 +86,30 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	p.Logger.InfoContext(ctx, "orders listening", "addr", ln.Addr().String(), "advertise", cfg.AdvertiseURL)
 
+	// With an identity, peers forward to (and hand over on) a listener of
+	// their own: mutual TLS, orders instances only (docs/security.md).
+	internalLn, internalOn, err := p.ListenInternal()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if internalOn {
+		p.Logger.InfoContext(ctx, "orders internal listener (mutual TLS, orders peers only)", "addr", internalLn.Addr().String())
+	}
+
 	g := lifecycle.NewGroup(ctx)
 	p.Go(g)
 	g.Go("http", func(ctx context.Context) error {
 		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(api)}, ln, cfg.ShutdownGrace)
 	})
+	if internalOn {
+		g.Go("internal http", func(ctx context.Context) error {
+			// A refused handshake (no certificate, another CA, another
+			// service) is logged with the instance, not on stderr.
+			srv := &http.Server{Handler: p.InternalHandler(api), ErrorLog: slog.NewLogLogger(p.Logger.Handler(), slog.LevelWarn)}
+			return httpkit.Serve(ctx, srv, internalLn, cfg.ShutdownGrace)
+		})
+	}
 	g.Go("payment outcome consumer", func(ctx context.Context) error {
 		return p.Consumer("PAYMENTS", ordersnats.DurableName, ordersnats.Subjects...).
 			Run(ctx, p.JetStream, ordersnats.OutcomeConsumer{Service: svc, Refusals: refusals}.Handle)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/payonce/payonce/internal/apikey"
@@ -18,7 +19,10 @@ type config struct {
 	platform.Config
 	// PAYMENTS_ADDR (":8090"): the HTTP listen address.
 	Addr string
-	// BANK_URL ("http://127.0.0.1:8099") and BANK_TIMEOUT (5s).
+	// BANK_URL ("http://127.0.0.1:8099") and BANK_TIMEOUT (5s). With
+	// TLS_* an https:// bank is called with the instance's certificate and
+	// must prove it is the bank; outside dev mode a plain http:// one is
+	// then refused at start-up (card numbers would cross in clear).
 	BankURL     string
 	BankTimeout time.Duration
 	// PAYMENTS_API_KEYS (required): "caller:key,caller:key".
@@ -41,7 +45,12 @@ type config struct {
 	// (PAYMENTS_LOCK_TTL, PAYMENTS_LOCK_WAIT).
 	Ownership string
 	// PAYMENTS_PARTITION_TTL (6s): the partition leases' TTL. An instance
-	// cut off from the coordinator stops charging within it.
+	// cut off from the coordinator stops charging within it, and a dead
+	// one's partitions are taken over within it (plus one coordinator
+	// tick, and one election if the coordinators lose their leader): under
+	// the partition design MEMBERSHIP_TTL is capped at this TTL, because a
+	// dead instance's partitions move only once its member entry too has
+	// run out (issue #14).
 	// PAYMENTS_PARTITION_DRAIN (5s): how long work in flight on a
 	// partition moving away may take before its lease is released anyway.
 	PartitionTTL   time.Duration
@@ -91,8 +100,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := env.Err(); err != nil {
 		return c, err
 	}
+	if c.TLS != nil && !c.DevMode && !strings.HasPrefix(c.BankURL, "https://") {
+		return c, fmt.Errorf("BANK_URL=%q: TLS_* set: outside dev mode the bank is called over mutual TLS; want https://", c.BankURL)
+	}
 	if c.Ownership != "partition" && c.Ownership != "lock" {
 		return c, fmt.Errorf("PAYMENTS_OWNERSHIP=%q: must be partition or lock", c.Ownership)
+	}
+	if c.Ownership == "partition" && c.MembershipTTL > c.PartitionTTL {
+		// The survivor takes a dead owner's partitions when the ring drops
+		// it, i.e. when its member entry expires: a member entry that
+		// outlived the leases would hold the takeover past the lease TTL.
+		c.MembershipTTL = c.PartitionTTL
 	}
 	return c, nil
 }

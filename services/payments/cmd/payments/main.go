@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/payonce/payonce/internal/cursor"
 	"github.com/payonce/payonce/internal/events"
 	"github.com/payonce/payonce/internal/httpkit"
+	"github.com/payonce/payonce/internal/identity"
 	"github.com/payonce/payonce/internal/lifecycle"
 	"github.com/payonce/payonce/internal/partition"
 	"github.com/payonce/payonce/internal/platform"
@@ -57,6 +59,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return fmt.Errorf("PAYMENTS_PEER_API_KEY is not one of PAYMENTS_API_KEYS")
 	}
 	cfg.Getenv, cfg.Stdout = getenv, stdout
+	// The hand-overs are for peers only: with an internal listener the
+	// public port answers them 404. (Orders' reconciliation read,
+	// OrderPaymentPath, is another service's call and stays public.)
+	cfg.PeerPaths = []string{paymentshttp.PayOrderPath, paymentshttp.RefundOrderPath}
 	p, err := platform.Start(ctx, cfg.Config)
 	if err != nil {
 		return err
@@ -73,10 +79,24 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	store.Cursors = cursor.NewCodec(events.DeriveKey(cfg.InternalSecret, "cursor"))
+	// One design per database: instances of both would fence a charge
+	// through different rows (ADR 0070), so a mismatch refuses to start.
+	if err := store.PinOwnershipDesign(ctx, cfg.Ownership, cfg.InstanceID); err != nil {
+		return err
+	}
 	locks := lock.NewClient(cfg.CoordinatorURLs, lock.WithOwner("payments/"+cfg.InstanceID), lock.WithTracerProvider(p.Telemetry.TracerProvider),
 		lock.WithHTTPClient(p.Coordinator)) // identity: the coordinator knows this instance by its certificate
-	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider,
-		paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter))
+	bankOpts := []paymentsbank.Option{paymentsbank.WithLogger(p.Logger), paymentsbank.WithMeter(p.Meter)}
+	if cfg.TLS != nil {
+		// The bank knows this instance by its certificate (it admits
+		// payments only), and this instance accepts only the bank.
+		bankHTTP, err := identity.HTTPClient(*cfg.TLS, 0, identity.Bank)
+		if err != nil {
+			return fmt.Errorf("bank tls: %w", err)
+		}
+		bankOpts = append(bankOpts, paymentsbank.WithTransport(bankHTTP.Transport))
+	}
+	bank := paymentsbank.NewClient(cfg.BankURL, cfg.BankTimeout, p.Telemetry.TracerProvider, bankOpts...)
 	// The ownership design (ADR 0070): a lease per ring partition, or a
 	// coordinator lock per charge.
 	var locker payments.Locker = coordinator.Locker{Client: locks, Wait: cfg.LockWait}
@@ -101,8 +121,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			// everything (an empty ring): claim nothing until then.
 			return onRing() && p.Members.Owns(name)
 		}
-		parts = &coordinator.Partitions{Leases: leases, Owns: owns, OnRing: onRing, Claim: store.ClaimPartition,
-			Drain: cfg.PartitionDrain, Logger: p.Logger}
+		parts = &coordinator.Partitions{Leases: leases, Owns: owns, OnRing: onRing, RingChanged: p.Members.Changed,
+			Claim: store.ClaimPartition, Drain: cfg.PartitionDrain, Logger: p.Logger}
 		locker = parts
 		routing = &paymentshttp.Routing{
 			Router: partition.Router{Owners: p.Members, Transport: p.PeerTransport, Logger: p.Logger, MaxBody: httpkit.DefaultMaxBodyBytes,
@@ -158,11 +178,30 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	p.Logger.InfoContext(ctx, "payments listening", "addr", ln.Addr().String(), "advertise", cfg.AdvertiseURL)
 
+	// With an identity, peers forward to (and hand over on) a listener of
+	// their own: mutual TLS, payments instances only (docs/security.md).
+	internalLn, internalOn, err := p.ListenInternal()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if internalOn {
+		p.Logger.InfoContext(ctx, "payments internal listener (mutual TLS, payments peers only)", "addr", internalLn.Addr().String())
+	}
+
 	g := lifecycle.NewGroup(ctx)
 	p.Go(g)
 	g.Go("http", func(ctx context.Context) error {
 		return httpkit.Serve(ctx, &http.Server{Handler: p.Handler(routes, readiness...)}, ln, cfg.ShutdownGrace)
 	})
+	if internalOn {
+		g.Go("internal http", func(ctx context.Context) error {
+			// A refused handshake (no certificate, another CA, another
+			// service) is logged with the instance, not on stderr.
+			srv := &http.Server{Handler: p.InternalHandler(routes), ErrorLog: slog.NewLogLogger(p.Logger.Handler(), slog.LevelWarn)}
+			return httpkit.Serve(ctx, srv, internalLn, cfg.ShutdownGrace)
+		})
+	}
 	if parts != nil {
 		g.Go("partition leases", func(ctx context.Context) error { return parts.Leases.Run(ctx) })
 		g.Go("partition handoff", func(ctx context.Context) error { return parts.Run(ctx, 100*time.Millisecond) })
