@@ -206,6 +206,7 @@ func (c *Cluster) Restart(i int) {
 		raftTLS       *raftnode.TLS
 		serverTLS     *tls.Config
 		peerTransport http.RoundTripper
+		peerClient    *http.Client
 		policy        coordinator.Policy
 	)
 	if c.pki != nil {
@@ -213,6 +214,7 @@ func (c *Cluster) Restart(i int) {
 		raftTLS = c.pki.RaftTLS(self)
 		serverTLS = must(c.t, func() (*tls.Config, error) { return identity.APIServerConfig(self) })
 		peerTransport = must(c.t, func() (*http.Client, error) { return identity.HTTPClient(self, 0, identity.Coordinator) }).Transport
+		peerClient = must(c.t, func() (*http.Client, error) { return identity.HTTPClient(self, 2*time.Second, identity.Coordinator) })
 		policy = coordinator.DefaultPolicy()
 	}
 	var (
@@ -252,7 +254,7 @@ func (c *Cluster) Restart(i int) {
 	}
 	srv := &http.Server{Handler: coordhttp.NewAPI(coordhttp.APIConfig{
 		Service: raftnode.NewService(node, raftnode.InterceptCancelWait(c.cancels.intercept)), Cluster: node, Peers: peers,
-		Policy: policy, PeerTransport: peerTransport,
+		Policy: policy, PeerTransport: peerTransport, PeerClient: peerClient,
 	}), ReadHeaderTimeout: 5 * time.Second}
 	if c.pki != nil {
 		srv.ErrorLog = quietTLSLog

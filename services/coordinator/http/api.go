@@ -30,6 +30,11 @@ type APIConfig struct {
 	// presents this node's certificate, since the leader checks it before
 	// believing the caller the node vouches for. Nil: http.DefaultTransport.
 	PeerTransport http.RoundTripper
+	// PeerClient asks another node about itself (GET /v1/cluster/self) when
+	// POST /v1/cluster/voters admits the node it adds; with TLS on it must
+	// present this node's certificate and trust the stack's CA, as the
+	// background Admitter's client does. Nil: a plain client, 2 s timeout.
+	PeerClient *http.Client
 	// Tracer makes the endpoint spans; nil disables them.
 	Tracer trace.Tracer
 	// TracerProvider, Propagator, Metrics and Logger are passed to
@@ -51,7 +56,7 @@ func NewAPI(cfg APIConfig) http.Handler {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	tracing := Tracing(cfg.Tracer)
-	cluster := NewClusterHandler(cfg.Cluster, cfg.Peers, cfg.Logger, cfg.Policy, tracing)
+	cluster := NewClusterHandler(cfg.Cluster, cfg.Peers, cfg.PeerClient, cfg.Logger, cfg.Policy, tracing)
 	api := http.NewServeMux()
 	api.Handle("/v1/cluster", cluster)
 	api.Handle("/v1/cluster/", cluster)

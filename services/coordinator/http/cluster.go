@@ -82,7 +82,7 @@ type clusterResponse struct {
 // The routes that change the cluster need the operator's identity
 // (policy.Admin); the ones that describe it answer coordinator nodes and
 // the operator (policy.Peer).
-func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, policy coordinator.Policy, mw ...func(string) endpoint.Middleware) http.Handler {
+func NewClusterHandler(c Cluster, peers map[string]string, peerClient *http.Client, logger *slog.Logger, policy coordinator.Policy, mw ...func(string) endpoint.Middleware) http.Handler {
 	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint {
 		for i := len(mw) - 1; i >= 0; i-- {
 			e = mw[i](name)(e)
@@ -104,7 +104,7 @@ func NewClusterHandler(c Cluster, peers map[string]string, logger *slog.Logger, 
 	mux.Handle("GET "+SelfPath, guard(policy.Peer, kithttp.NewServer(
 		wrap("coordinator.self", func(context.Context, any) (any, error) { return selfOf(c), nil }),
 		func(context.Context, *http.Request) (any, error) { return nil, nil }, httpkit.EncodeJSON, opts...)))
-	admitter := &Admitter{Cluster: c, Peers: peers, Logger: logger}
+	admitter := &Admitter{Cluster: c, Peers: peers, Client: peerClient, Logger: logger}
 	mux.Handle("POST /v1/cluster/voters", guard(policy.Admin, kithttp.NewServer(
 		wrap("coordinator.add_voter", func(ctx context.Context, req any) (any, error) {
 			r := req.(voterRequest)

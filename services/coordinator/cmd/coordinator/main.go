@@ -78,7 +78,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 
 	handler := coordhttp.NewAPI(coordhttp.APIConfig{
 		Service: raftnode.NewService(node), Cluster: node, Peers: cfg.httpPeers(),
-		Policy: cfg.Policy, PeerTransport: sec.forward.Transport,
+		Policy: cfg.Policy, PeerTransport: sec.forward.Transport, PeerClient: sec.askPeer,
 		Tracer:         tel.Tracer("github.com/payonce/payonce/services/coordinator"),
 		TracerProvider: tel.TracerProvider, Propagator: tel.Propagator, Metrics: tel.MetricsHandler(), Logger: logger,
 	})
