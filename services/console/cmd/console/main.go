@@ -65,6 +65,12 @@ type config struct {
 	// CONSOLE_DEV_MODE (false): allow the actions. Off, every action is
 	// refused with 403 and the page only looks.
 	DevMode bool
+	// CONSOLE_ALLOWED_HOSTS (empty): host names, besides loopback addresses
+	// and localhost, that the page and its API answer to (the Host header
+	// of a request; consolehttp.AllowHosts refuses others with 421, the
+	// defence against DNS rebinding). Set it to the name the console is
+	// reached by when that is not loopback.
+	AllowedHosts []string
 	// CONSOLE_CONTROL_URL (empty): the dev stack's control endpoint, for
 	// process actions; empty under compose (the page shows commands).
 	ControlURL string
@@ -103,6 +109,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		APIKey:       env.String("CONSOLE_API_KEY", "payonce-demo-key-1"),
 		Caller:       env.String("CONSOLE_CALLER", console.DemoCaller),
 		DevMode:      env.Bool("CONSOLE_DEV_MODE", false),
+		AllowedHosts: env.List("CONSOLE_ALLOWED_HOSTS", nil),
 		ControlURL:   env.String("CONSOLE_CONTROL_URL", ""),
 		JaegerURL:    strings.TrimSuffix(env.String("CONSOLE_JAEGER_URL", ""), "/"),
 		TracesURL:    strings.TrimSuffix(env.String("CONSOLE_TRACES_URL", ""), "/"),
@@ -177,7 +184,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	go func() { _ = c.Run(ctx) }()
 
 	handler := httpkit.Router(httpkit.RouterConfig{
-		API:     consolehttp.NewHandler(c, cfg.DevMode, tel.Logger),
+		API:     consolehttp.AllowHosts(cfg.AllowedHosts, consolehttp.NewHandler(c, cfg.DevMode, tel.Logger)),
 		Metrics: tel.MetricsHandler(),
 		// The page's own requests (a view stream lasts as long as the tab)
 		// are not traced: the traces a learner opens are the stack's. A
