@@ -60,6 +60,21 @@ type app struct {
 	// afterBank, when set, runs between the bank call and phase 2; tests
 	// block in it to hold a request in flight or to "kill" its holder.
 	afterBank atomic.Pointer[func(*Key)]
+
+	// final makes phase 2 the key's FinalPhase (final_test.go): the
+	// response is built from the phase's own RETURNING and stored in its
+	// transaction. afterFinal, when set, runs between that phase and the
+	// response; failAfterFinal answers 500 there, rejectAfterFinal 409.
+	final                            atomic.Bool
+	afterFinal                       atomic.Pointer[func(*Key)]
+	failAfterFinal, rejectAfterFinal atomic.Bool
+	// finalXact and finalPID are phase 2's transaction id and backend, as
+	// read inside it (final mode).
+	finalXact atomic.Pointer[string]
+	finalPID  atomic.Int64
+	// seenAfterCommit is the charge's status as another connection read
+	// it from the handler's OnCommit hook.
+	seenAfterCommit atomic.Pointer[string]
 }
 
 type bank struct {
@@ -179,6 +194,10 @@ func (a *app) createCharge(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.rejectAfter.Load() {
 		fail(errs.E(errs.Conflict, "refused after the charge was recorded"))
+		return
+	}
+	if key.RecoveryPoint() == "recorded" && a.final.Load() {
+		a.finishInFinalPhase(w, r, key)
 		return
 	}
 	if key.RecoveryPoint() == "recorded" {

@@ -40,6 +40,14 @@ type Key struct {
 	resumed   bool
 	done      bool
 	expiresAt time.Time
+
+	// final is the request's last phase (FinalPhase): written, its
+	// recovery point moved, not committed. Complete stores the response in
+	// it and commits both at once; Release commits it alone. finalPoint is
+	// the point it moves to, and onCommit what waits for its commit.
+	final      pgx.Tx
+	finalPoint string
+	onCommit   []func()
 }
 
 type contextKey struct{}
@@ -107,14 +115,61 @@ func (k *Key) Derive(purpose string) string {
 // across a network call, and such calls must carry an idempotency key of
 // their own (Derive), because a takeover may repeat them.
 func (k *Key) Phase(ctx context.Context, fn func(tx pgx.Tx) (nextPoint string, err error)) error {
-	if k.done {
-		return errors.New("idempotency: Phase called after the response was stored")
+	tx, next, err := k.phase(ctx, fn)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("phase: commit: %w", err)
+	}
+	k.point = next
+	return nil
+}
+
+// FinalPhase is Phase for the request's last writes: everything Phase
+// says holds, but the transaction is left open, and Complete stores the
+// response in it, so the phase's writes and the answer a replay gets
+// commit together, in one disk flush instead of two. Until then nothing
+// of the phase is visible: work that must wait for it (a nudge to the
+// outbox relay, a crash test's failpoint) goes through OnCommit.
+//
+// FinalPhase must be the key's last phase: a Phase or FinalPhase after it
+// fails. Between FinalPhase and Complete the request only builds its
+// response (no network call, no other transaction: the phase holds the
+// key's row and the rows it wrote). If the request fails instead (Release,
+// as after a 5xx or a panic), the phase is committed without a response,
+// and the key stays at the phase's point for the retry; if its commit
+// fails, the phase never happened and the retry resumes from the point
+// before it.
+func (k *Key) FinalPhase(ctx context.Context, fn func(tx pgx.Tx) (nextPoint string, err error)) error {
+	tx, next, err := k.phase(ctx, fn)
+	if err != nil {
+		return err
+	}
+	k.final, k.finalPoint = tx, next
+	return nil
+}
+
+// phase opens a phase's transaction, checks that this request still holds
+// the key, runs fn and moves the recovery point, leaving the commit (or,
+// on an error, the rollback done here) to its caller.
+func (k *Key) phase(ctx context.Context, fn func(tx pgx.Tx) (nextPoint string, err error)) (_ pgx.Tx, next string, err error) {
+	switch {
+	case k.done:
+		return nil, "", errors.New("idempotency: Phase called after the response was stored")
+	case k.final != nil:
+		return nil, "", errors.New("idempotency: Phase called after the final phase")
 	}
 	tx, err := k.store.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("phase: begin: %w", err)
+		return nil, "", fmt.Errorf("phase: begin: %w", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
 
 	var current string
 	err = tx.QueryRow(ctx, `
@@ -123,29 +178,59 @@ func (k *Key) Phase(ctx context.Context, fn func(tx pgx.Tx) (nextPoint string, e
 		   FOR UPDATE`, k.scope, k.value, k.holder).Scan(&current)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return errLost()
+		return nil, "", errLost()
 	case err != nil:
-		return fmt.Errorf("phase: lock key: %w", err)
+		return nil, "", fmt.Errorf("phase: lock key: %w", err)
 	}
-	next, err := fn(tx)
+	next, err = fn(tx)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if next == "" || next == InitialRecoveryPoint || next == finishedRecoveryPoint {
-		return fmt.Errorf("phase: %q is not a recovery point a phase may move to", next)
+		return nil, "", fmt.Errorf("phase: %q is not a recovery point a phase may move to", next)
 	}
-	if _, err := tx.Exec(ctx, `
+	if _, err = tx.Exec(ctx, `
 		UPDATE idempotency_keys
 		   SET recovery_point = $4, locked_until = now() + $5::bigint * interval '1 microsecond'
 		 WHERE scope = $1 AND key = $2 AND holder = $3`,
 		k.scope, k.value, k.holder, next, k.store.cfg.LockTimeout.Microseconds()); err != nil {
-		return fmt.Errorf("phase: advance recovery point: %w", err)
+		return nil, "", fmt.Errorf("phase: advance recovery point: %w", err)
 	}
+	return tx, next, nil
+}
+
+// commitFinal commits the open final phase, if there is one, and runs
+// what waited for it. The phase is over either way: on an error it never
+// happened, and the key's point is the one before it.
+func (k *Key) commitFinal(ctx context.Context) error {
+	if k.final == nil {
+		return nil
+	}
+	tx := k.final
+	k.final = nil
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("phase: commit: %w", err)
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		k.onCommit = nil
+		return fmt.Errorf("final phase: commit: %w", err)
 	}
-	k.point = next
+	k.point = k.finalPoint
+	for _, fn := range k.onCommit {
+		fn()
+	}
+	k.onCommit = nil
 	return nil
+}
+
+// OnCommit runs fn once the writes made so far under ctx are committed:
+// at once, unless ctx carries a Key whose final phase is still open; then
+// right after that phase commits (with the response, or at Release), and
+// never if it does not.
+func OnCommit(ctx context.Context, fn func()) {
+	if k := FromContext(ctx); k != nil && k.final != nil {
+		k.onCommit = append(k.onCommit, fn)
+		return
+	}
+	fn()
 }
 
 // Complete stores resp as the key's final answer, replayed to every retry
@@ -161,12 +246,26 @@ func (k *Key) Complete(ctx context.Context, resp Response) error {
 	if body == nil {
 		body = []byte{} // NULL would read as "compacted"
 	}
-	tag, err := k.store.pool.Exec(ctx, `
+	const store = `
 		UPDATE idempotency_keys
 		   SET recovery_point = 'finished', holder = NULL, locked_until = NULL,
 		       response_status = $4, response_headers = $5, response_body = $6, completed_at = now()
-		 WHERE scope = $1 AND key = $2 AND holder = $3`,
-		k.scope, k.value, k.holder, resp.Status, header, body)
+		 WHERE scope = $1 AND key = $2 AND holder = $3`
+	if k.final != nil {
+		// The final phase holds the key's row: the response joins its
+		// writes, and one commit makes both durable.
+		if _, err := k.final.Exec(ctx, store, k.scope, k.value, k.holder, resp.Status, header, body); err != nil {
+			_ = k.final.Rollback(context.WithoutCancel(ctx))
+			k.final, k.onCommit = nil, nil
+			return fmt.Errorf("complete: store response: %w", err)
+		}
+		if err := k.commitFinal(ctx); err != nil {
+			return fmt.Errorf("complete: %w", err)
+		}
+		k.done = true
+		return nil
+	}
+	tag, err := k.store.pool.Exec(ctx, store, k.scope, k.value, k.holder, resp.Status, header, body)
 	if err != nil {
 		return fmt.Errorf("complete: store response: %w", err)
 	}
@@ -184,24 +283,28 @@ func (k *Key) Complete(ctx context.Context, resp Response) error {
 // over at once and rolls forward. The database decides which, not this
 // Key's memory: a phase whose commit reply was lost may have committed.
 func (k *Key) Release(ctx context.Context) error {
+	// A final phase that ran is real work (a bank's answer recorded): it is
+	// kept, and the retry finds the key at its point. If its commit fails,
+	// the database still says where the key stands.
+	finalErr := k.commitFinal(ctx)
 	k.done = true
 	tag, err := k.store.pool.Exec(ctx, `
 		DELETE FROM idempotency_keys
 		 WHERE scope = $1 AND key = $2 AND holder = $3 AND recovery_point = 'started'`,
 		k.scope, k.value, k.holder)
 	if err != nil {
-		return fmt.Errorf("release key: %w", err)
+		return errors.Join(finalErr, fmt.Errorf("release key: %w", err))
 	}
 	if tag.RowsAffected() == 1 {
-		return nil
+		return finalErr
 	}
 	if _, err := k.store.pool.Exec(ctx, `
 		UPDATE idempotency_keys SET holder = NULL, locked_until = NULL
 		 WHERE scope = $1 AND key = $2 AND holder = $3`,
 		k.scope, k.value, k.holder); err != nil {
-		return fmt.Errorf("unlock key: %w", err)
+		return errors.Join(finalErr, fmt.Errorf("unlock key: %w", err))
 	}
-	return nil
+	return finalErr
 }
 
 // forgetIfUnstarted deletes the key if no phase has committed, and reports
@@ -209,6 +312,9 @@ func (k *Key) Release(ctx context.Context) error {
 // and a corrected retry with the same key runs. A key past its first phase
 // is left alone (its answer is then stored like any final one).
 func (k *Key) forgetIfUnstarted(ctx context.Context) (bool, error) {
+	if k.final != nil {
+		return false, nil // the final phase wrote; it is not unstarted
+	}
 	tag, err := k.store.pool.Exec(ctx, `
 		DELETE FROM idempotency_keys
 		 WHERE scope = $1 AND key = $2 AND holder = $3 AND recovery_point = 'started'`,
@@ -233,6 +339,23 @@ func (k *Key) forgetIfUnstarted(ctx context.Context) (bool, error) {
 func Tx(ctx context.Context, pool *pgxpool.Pool, point string, fn func(pgx.Tx) error) error {
 	if key := FromContext(ctx); key != nil {
 		return key.Phase(ctx, func(tx pgx.Tx) (string, error) {
+			if err := fn(tx); err != nil {
+				return "", err
+			}
+			return point, nil
+		})
+	}
+	return pgx.BeginFunc(ctx, pool, fn)
+}
+
+// FinalTx is Tx for a request's last writes. When ctx carries a Key it is
+// the key's FinalPhase, ending at point: its commit waits for the response
+// and makes the writes and the stored answer durable together (see
+// FinalPhase; what must wait for the commit goes through OnCommit).
+// Without a Key it is a plain transaction, committed before it returns.
+func FinalTx(ctx context.Context, pool *pgxpool.Pool, point string, fn func(pgx.Tx) error) error {
+	if key := FromContext(ctx); key != nil {
+		return key.FinalPhase(ctx, func(tx pgx.Tx) (string, error) {
 			if err := fn(tx); err != nil {
 				return "", err
 			}

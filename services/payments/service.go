@@ -251,11 +251,9 @@ func (s *service) charge(ctx context.Context, p Payment, fence Fence) (Payment, 
 		OccurredAt:    s.cfg.Now().UTC(),
 	}
 	ev = s.cfg.Seal.SealPaymentOutcome(ev)
-	p, err = s.store.FinishPayment(ctx, p.ID, fence, result, ev)
-	if err == nil {
-		failpoint.Hit(FailAfterFinish)
-	}
-	return p, err
+	// FailAfterFinish is hit by the store once this commit is durable:
+	// behind the API that is when the response is stored with it.
+	return s.store.FinishPayment(ctx, p.ID, fence, result, ev)
 }
 
 // Failpoints at each recovery point of a charge (see internal/failpoint):

@@ -77,7 +77,9 @@ func scanOrder(row pgx.Row) (orders.Order, error) {
 func (s *Store) CreateOrder(ctx context.Context, o orders.Order, ev events.OrderCreatedEvent) (orders.Order, error) {
 	var stored orders.Order
 	wrote := false
-	err := idempotency.Tx(ctx, s.pool, "order_created", func(tx pgx.Tx) error {
+	// The request's last write: the stored response commits with it
+	// (idempotency.FinalTx).
+	err := idempotency.FinalTx(ctx, s.pool, "order_created", func(tx pgx.Tx) error {
 		lines, err := json.Marshal(o.Lines)
 		if err != nil {
 			return err
@@ -98,7 +100,7 @@ func (s *Store) CreateOrder(ctx context.Context, o orders.Order, ev events.Order
 		return err
 	})
 	if err == nil && wrote {
-		s.OnOutboxWrite()
+		idempotency.OnCommit(ctx, s.OnOutboxWrite)
 	}
 	return stored, unavailable(err)
 }
@@ -154,7 +156,7 @@ func (s *Store) Transition(ctx context.Context, caller, id string, from, to orde
 	}
 	var o orders.Order
 	moved := false
-	err := idempotency.Tx(ctx, s.pool, "order_"+string(to), func(tx pgx.Tx) error {
+	err := idempotency.FinalTx(ctx, s.pool, "order_"+string(to), func(tx pgx.Tx) error {
 		var err error
 		o, err = scanOrder(tx.QueryRow(ctx, `UPDATE orders SET status = $3, payment_id = nullif($4, ''), failure_reason = nullif($5, ''), updated_at = now()
 			WHERE id = $1 AND status = $2 AND caller = $6 RETURNING `+orderColumns, id, string(from), string(to), paymentID, reason, caller))

@@ -20,6 +20,7 @@ import (
 	"github.com/payonce/payonce/internal/cursor"
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/events"
+	"github.com/payonce/payonce/internal/failpoint"
 	"github.com/payonce/payonce/internal/outbox"
 	"github.com/payonce/payonce/pkg/idempotency"
 	"github.com/payonce/payonce/pkg/lock"
@@ -208,7 +209,9 @@ func (s *Store) MarkAuthorizing(ctx context.Context, id string, f payments.Fence
 func (s *Store) FinishPayment(ctx context.Context, id string, f payments.Fence, result payments.ChargeResult, ev events.PaymentOutcomeEvent) (payments.Payment, error) {
 	var p payments.Payment
 	wrote := false
-	err := idempotency.Tx(ctx, s.pool, pointSettled, func(tx pgx.Tx) error {
+	// The request's last writes: behind the API, the stored response
+	// commits with them (idempotency.FinalTx), one flush for both.
+	err := idempotency.FinalTx(ctx, s.pool, pointSettled, func(tx pgx.Tx) error {
 		if err := fence(ctx, tx, f); err != nil {
 			return err
 		}
@@ -233,8 +236,13 @@ func (s *Store) FinishPayment(ctx context.Context, id string, f payments.Fence, 
 		wrote = true
 		return outbox.Write(ctx, tx, s.propagator, ev.Subject(), ev.EventID, ev)
 	})
-	if err == nil && wrote {
-		s.OnOutboxWrite()
+	if err == nil {
+		idempotency.OnCommit(ctx, func() {
+			if wrote {
+				s.OnOutboxWrite()
+			}
+			failpoint.Hit(payments.FailAfterFinish)
+		})
 	}
 	return p, err
 }
@@ -310,7 +318,7 @@ func (s *Store) ReserveRefund(ctx context.Context, r payments.Refund, f payments
 // FinishRefund implements payments.Store.
 func (s *Store) FinishRefund(ctx context.Context, id string, f payments.Fence, result payments.RefundResult) (payments.Refund, error) {
 	var r payments.Refund
-	err := idempotency.Tx(ctx, s.pool, pointRefunded, func(tx pgx.Tx) error {
+	err := idempotency.FinalTx(ctx, s.pool, pointRefunded, func(tx pgx.Tx) error {
 		if err := fence(ctx, tx, f); err != nil {
 			return err
 		}
