@@ -3,7 +3,9 @@
 //
 //   - the middleware over real HTTP around a handler that inserts one row,
 //     for new keys and for replays of completed keys, at 1, 4, 16 and 64
-//     concurrent clients;
+//     concurrent clients; new keys twice: the row in a Key.Phase (its
+//     response stored by a commit of its own), and in a Key.FinalPhase
+//     (the response stored in the row's transaction: one commit fewer);
 //   - pgbench, in the same run and on the same server, running the floor
 //     SQL of the same work: claim the key, insert the row, store the
 //     response (three autocommitted statements, as the middleware commits
@@ -122,14 +124,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/items", idem.Wrap(insertHandler(pool)))
+	mux.Handle("POST /v1/items", idem.Wrap(insertHandler(pool, false)))
+	mux.Handle("POST /v1/items/final", idem.Wrap(insertHandler(pool, true)))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	transport := &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}
 	client := &http.Client{Transport: transport}
 	for i := range replayKeys {
-		status, err := post(ctx, client, srv.URL, "replay-"+strconv.Itoa(i), i)
+		status, err := post(ctx, client, srv.URL+"/v1/items", "replay-"+strconv.Itoa(i), i)
 		if err != nil || status != http.StatusCreated {
 			return fmt.Errorf("prepare replay key %d: status %d: %v", i, status, err)
 		}
@@ -153,20 +156,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var seq atomic.Int64
 	for _, w := range []struct {
-		name, floorScript string
-		next              func() (string, int)
+		name, floorScript, path string
+		next                    func() (string, int)
 	}{
-		{"new key (phase)", "new.sql", func() (string, int) {
+		{"new key (phase)", "new.sql", "/v1/items", func() (string, int) {
 			n := int(seq.Add(1))
 			return "new-" + strconv.Itoa(n), n
 		}},
-		{"replay", "replay.sql", func() (string, int) {
+		{"new key (final phase)", "new_final.sql", "/v1/items/final", func() (string, int) {
+			n := int(seq.Add(1))
+			return "new-" + strconv.Itoa(n), n
+		}},
+		{"replay", "replay.sql", "/v1/items", func() (string, int) {
 			n := rand.IntN(replayKeys)
 			return "replay-" + strconv.Itoa(n), n
 		}},
 	} {
 		for _, c := range clients {
-			res, err := load(ctx, client, srv.URL, c, *duration, w.next)
+			res, err := load(ctx, client, srv.URL+w.path, c, *duration, w.next)
 			if err != nil {
 				return fmt.Errorf("%s at %d clients: %w", w.name, c, err)
 			}
@@ -183,15 +190,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // insertHandler is the work being made idempotent: one row, written in one
 // atomic phase (so its insert and the key's recovery point commit together,
-// as a real handler's would), answered with 201.
-func insertHandler(pool *pgxpool.Pool) http.Handler {
+// as a real handler's would), answered with 201. final makes that phase the
+// key's FinalPhase, whose transaction also stores the response.
+func insertHandler(pool *pgxpool.Pool, final bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		key := idempotency.FromContext(ctx)
 		body, _ := io.ReadAll(r.Body)
 		var id int64
 		if key.RecoveryPoint() == idempotency.InitialRecoveryPoint {
-			err := key.Phase(ctx, func(tx pgx.Tx) (string, error) {
+			phase := key.Phase
+			if final {
+				phase = key.FinalPhase
+			}
+			err := phase(ctx, func(tx pgx.Tx) (string, error) {
 				return "inserted", tx.QueryRow(ctx, `INSERT INTO items (scope, idem_key, body) VALUES ($1, $2, $3) RETURNING id`,
 					key.Scope(), key.Value(), body).Scan(&id)
 			})
@@ -207,8 +219,8 @@ func insertHandler(pool *pgxpool.Pool) http.Handler {
 	})
 }
 
-func post(ctx context.Context, client *http.Client, base, key string, n int) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/items",
+func post(ctx context.Context, client *http.Client, url, key string, n int) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url,
 		strings.NewReader(`{"amount": 1250, "currency": "EUR", "n": `+strconv.Itoa(n)+`}`))
 	if err != nil {
 		return 0, err
@@ -229,8 +241,9 @@ type result struct {
 	p50, p99 time.Duration
 }
 
-// load runs clients closed-loop clients for d and measures each request.
-func load(ctx context.Context, client *http.Client, base string, clients int, d time.Duration, next func() (string, int)) (result, error) {
+// load runs clients closed-loop clients against url for d and measures each
+// request.
+func load(ctx context.Context, client *http.Client, url string, clients int, d time.Duration, next func() (string, int)) (result, error) {
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
@@ -245,7 +258,7 @@ func load(ctx context.Context, client *http.Client, base string, clients int, d 
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				key, n := next()
 				t0 := time.Now()
-				status, err := post(ctx, client, base, key, n)
+				status, err := post(ctx, client, url, key, n)
 				if err == nil && status != http.StatusCreated {
 					err = fmt.Errorf("status %d for key %s", status, key)
 				}
@@ -295,11 +308,28 @@ UPDATE idempotency_keys SET recovery_point = 'finished', holder = NULL, locked_u
        response_headers = '{"Content-Type": ["application/json"]}', response_body = '{"id": 1}', completed_at = now()
  WHERE scope = 'pgbench' AND key = 'pgb-' || :k;
 `
+	// The final phase's floor: the claim, then the row and the response in
+	// one transaction.
+	newFinalSQL := `\set k random(1, 9000000000000000000)
+INSERT INTO idempotency_keys (scope, key, fingerprint, recovery_point, holder, locked_until, expires_at)
+  VALUES ('pgbench', 'pgf-' || :k, '\x00000000000000000000000000000000000000000000000000000000000000ff', 'started',
+          gen_random_uuid(), now() + interval '30 seconds', now() + interval '24 hours')
+  ON CONFLICT DO NOTHING RETURNING recovery_point, expires_at;
+BEGIN;
+INSERT INTO items (scope, idem_key, body) VALUES ('pgbench', 'pgf-' || :k, '{"amount": 1250, "currency": "EUR"}') RETURNING id;
+UPDATE idempotency_keys SET recovery_point = 'finished', holder = NULL, locked_until = NULL, response_status = 201,
+       response_headers = '{"Content-Type": ["application/json"]}', response_body = '{"id": 1}', completed_at = now()
+ WHERE scope = 'pgbench' AND key = 'pgf-' || :k;
+COMMIT;
+`
 	replaySQL := fmt.Sprintf(`\set r random(0, %d)
 SELECT fingerprint, response_status, response_headers, response_body
   FROM idempotency_keys WHERE scope = 'bench' AND key = 'replay-' || :r;
 `, replayKeys-1)
 	if err := os.WriteFile(filepath.Join(dir, "new.sql"), []byte(newSQL), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "new_final.sql"), []byte(newFinalSQL), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "replay.sql"), []byte(replaySQL), 0o644)

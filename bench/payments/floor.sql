@@ -2,15 +2,16 @@
 -- the request path under the partition design, with the statements the
 -- payments service sends, on the same database, with nothing else around
 -- them (no HTTP, no Go, no bank, no coordinator). One run of this script is
--- one payment: four commits, as in a payment's trace.
+-- one payment: three commits, as in a payment's trace.
 --   1. pkg/idempotency Store.Begin: read the key, claim it (autocommit).
 --   2. Store.CreatePayment: phase "authorizing" (key row FOR UPDATE, the
 --      partition's fence row FOR SHARE (CheckFence), insert the payment
 --      already authorizing, read it back, advance the key). The lease was
 --      checked in the process before it, so the intent and the move to
 --      authorizing are one commit.
---   3. Store.FinishPayment: phase "settled", fenced, with the outbox row.
---   4. Key.Complete: the stored response (autocommit).
+--   3. Store.FinishPayment: the final phase "settled", fenced, with the
+--      outbox row, and Key.Complete's stored response in the same
+--      transaction (idempotency.FinalTx).
 -- Left out: the outbox relay's claim and mark, which run off the request
 -- path and batch under load (leaving them out makes the floor higher).
 \set n random(1, 9000000000000000000)
@@ -53,8 +54,8 @@ VALUES (md5('e-' || :n)::uuid, 'payments.succeeded',
         jsonb_build_object('traceparent', '00-' || md5('t-' || :n) || '-' || left(md5('s-' || :n), 16) || '-01'));
 UPDATE idempotency_keys SET recovery_point = 'settled', locked_until = now() + interval '30 seconds'
  WHERE scope = 'pgbench' AND key = 'k-' || :n AND holder = md5('h-' || :n)::uuid;
-COMMIT;
 UPDATE idempotency_keys SET recovery_point = 'finished', holder = NULL, locked_until = NULL,
        response_status = 201, response_headers = '{"Content-Type":["application/json"]}',
        response_body = convert_to(repeat('x', 400), 'UTF8'), completed_at = now()
  WHERE scope = 'pgbench' AND key = 'k-' || :n AND holder = md5('h-' || :n)::uuid;
+COMMIT;
