@@ -28,7 +28,7 @@ var floorScript string
 
 // floorCommits is how many commits floorScript makes: one payment's, on
 // the request path.
-const floorCommits = 4
+const floorCommits = 3
 
 // prepareFloor writes the pgbench script into dir and gives the script's
 // partitions their claimed fence rows in the bench's payments database.
