@@ -71,6 +71,13 @@ type config struct {
 	// defence against DNS rebinding). Set it to the name the console is
 	// reached by when that is not loopback.
 	AllowedHosts []string
+	// CONSOLE_TOKEN or CONSOLE_TOKEN_FILE (empty): the token the page and
+	// its API ask for (HTTP Basic password, any user name, or Bearer;
+	// consolehttp.RequireToken). Required outside dev mode, and long and
+	// random there (apikey.CheckSecret): the view is every lock, holder and
+	// fencing token the coordinator shows the console's certificate. Dev
+	// stacks leave it empty; the stack's dev mode is their credential.
+	Token string
 	// CONSOLE_CONTROL_URL (empty): the dev stack's control endpoint, for
 	// process actions; empty under compose (the page shows commands).
 	ControlURL string
@@ -110,6 +117,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Caller:       env.String("CONSOLE_CALLER", console.DemoCaller),
 		DevMode:      env.Bool("CONSOLE_DEV_MODE", false),
 		AllowedHosts: env.List("CONSOLE_ALLOWED_HOSTS", nil),
+		Token:        env.String("CONSOLE_TOKEN", ""),
 		ControlURL:   env.String("CONSOLE_CONTROL_URL", ""),
 		JaegerURL:    strings.TrimSuffix(env.String("CONSOLE_JAEGER_URL", ""), "/"),
 		TracesURL:    strings.TrimSuffix(env.String("CONSOLE_TRACES_URL", ""), "/"),
@@ -149,6 +157,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if len(cfg.CoordinatorURLs) == 0 {
 		return cfg, fmt.Errorf("CONSOLE_COORDINATOR_URLS: at least one URL")
 	}
+	if !cfg.DevMode {
+		if cfg.Token == "" {
+			return cfg, fmt.Errorf("CONSOLE_TOKEN (or CONSOLE_TOKEN_FILE) is required outside dev mode: the console shows every lock, holder and fencing token the coordinator shows it, to whoever reaches its port; give it a long random token (openssl rand -hex 32), or set CONSOLE_DEV_MODE=true on a dev stack")
+		}
+		if err := apikey.CheckSecret("CONSOLE_TOKEN", cfg.Token); err != nil {
+			return cfg, err
+		}
+	}
 	return cfg, nil
 }
 
@@ -183,8 +199,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	c := console.New(ccfg)
 	go func() { _ = c.Run(ctx) }()
 
+	// The Host check comes first (a rebinding page gets 421 whatever it
+	// sends), then the token, where there is one.
+	var api http.Handler = consolehttp.NewHandler(c, cfg.DevMode, tel.Logger)
+	if cfg.Token != "" {
+		api = consolehttp.RequireToken(cfg.Token, api)
+	}
 	handler := httpkit.Router(httpkit.RouterConfig{
-		API:     consolehttp.AllowHosts(cfg.AllowedHosts, consolehttp.NewHandler(c, cfg.DevMode, tel.Logger)),
+		API:     consolehttp.AllowHosts(cfg.AllowedHosts, api),
 		Metrics: tel.MetricsHandler(),
 		// The page's own requests (a view stream lasts as long as the tab)
 		// are not traced: the traces a learner opens are the stack's. A
@@ -197,7 +219,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	tel.Logger.InfoContext(ctx, "console listening", "url", "http://"+ln.Addr().String(), "dev_mode", cfg.DevMode,
-		"control", cfg.ControlURL != "")
+		"control", cfg.ControlURL != "", "token", cfg.Token != "")
 	// Request contexts derive from ctx, so the event streams end when the
 	// console stops and the graceful shutdown does not wait for them.
 	srv := &http.Server{Handler: handler, BaseContext: func(net.Listener) context.Context { return ctx }}
