@@ -75,6 +75,8 @@ type app struct {
 	// seenAfterCommit is the charge's status as another connection read
 	// it from the handler's OnCommit hook.
 	seenAfterCommit atomic.Pointer[string]
+	// afterTxRuns counts the handler's AfterTx hook.
+	afterTxRuns atomic.Int32
 }
 
 type bank struct {

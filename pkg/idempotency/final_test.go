@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/payonce/payonce/internal/errs"
 	"github.com/payonce/payonce/internal/httpkit"
@@ -43,6 +44,7 @@ func (a *app) finishInFinalPhase(w http.ResponseWriter, r *http.Request, key *Ke
 		return
 	}
 	OnCommit(ctx, func() { a.seenAfterCommit.Store(ptr(a.chargeStatus(key.Value()))) })
+	AfterTx(ctx, func() { a.afterTxRuns.Add(1) })
 	if hook := a.afterFinal.Load(); hook != nil {
 		(*hook)(key)
 	}
@@ -111,6 +113,9 @@ func TestFinalPhaseCommitsWithTheResponse(t *testing.T) {
 	if seen := a.seenAfterCommit.Load(); seen == nil || *seen != "charged" {
 		t.Fatalf("OnCommit saw %v; want it run once the commit is visible (charged)", seen)
 	}
+	if n := a.afterTxRuns.Load(); n != 1 {
+		t.Fatalf("AfterTx ran %d times, want once, after the commit", n)
+	}
 	replay := a.post("alice", "k", chargeBody)
 	if replay.status != first.status || replay.body != first.body || replay.header.Get(ReplayedHeader) != "true" ||
 		replay.header.Get("Location") != first.header.Get("Location") {
@@ -147,6 +152,9 @@ func TestLostFinalCommitLeavesTheKeyAtThePointBefore(t *testing.T) {
 	}
 	if seen := a.seenAfterCommit.Load(); seen != nil {
 		t.Fatalf("OnCommit ran (saw %q) for a phase that never committed", *seen)
+	}
+	if n := a.afterTxRuns.Load(); n != 1 {
+		t.Fatalf("AfterTx ran %d times for the lost phase, want once (it runs whether the phase committed or not)", n)
 	}
 
 	a.afterFinal.Store(nil)
@@ -243,5 +251,71 @@ func TestRetryRacingTheOpenFinalPhase(t *testing.T) {
 	}
 	if calls, _ := a.bank.counts(); calls != 1 {
 		t.Fatalf("the bank was called %d times", calls)
+	}
+}
+
+// TestPanicInsideAPhaseLeavesNothingOpen: a phase's fn that panics after
+// it locked the key's row (a bug in a store, say) must not leave its
+// transaction open: the middleware's Release would then wait forever on
+// the row, on a second connection, and every retry of the key with it.
+// After the panic the key is released within the test's deadline, no
+// session of the database is idle in a transaction, and the key is free
+// for a new attempt. For Phase and FinalPhase.
+func TestPanicInsideAPhaseLeavesNothingOpen(t *testing.T) {
+	a := newApp(t, Config{}, Options{})
+	// A pool of its own, closed only if the test passed: a phase left open
+	// by a broken implementation would keep Close waiting for ever, and the
+	// test must fail, not hang.
+	pool, err := pgxpool.New(context.Background(), a.pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			pool.Close()
+		}
+	})
+	store := NewStore(pool, Config{})
+	for _, final := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		keyName := "panic-" + strconv.FormatBool(final)
+		attempt, err := store.Begin(ctx, "alice", keyName, FingerprintOf("POST", "/v1/charges", nil, []byte(chargeBody)))
+		if err != nil || attempt.Key == nil {
+			t.Fatalf("claim: %+v %v", attempt, err)
+		}
+		key := attempt.Key
+		phase := key.Phase
+		if final {
+			phase = key.FinalPhase
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("the panic was swallowed")
+				}
+			}()
+			_ = phase(ctx, func(tx pgx.Tx) (string, error) {
+				if _, err := tx.Exec(ctx, `INSERT INTO charges (scope, idem_key, amount, currency, status)
+					VALUES ('alice', $1, 1, 'EUR', 'recorded')`, keyName); err != nil {
+					t.Error(err)
+				}
+				panic("a bug inside the phase")
+			})
+		}()
+		if err := key.Release(ctx); err != nil {
+			t.Fatalf("final %v: release after the panic: %v (the phase's transaction still holds the key's row?)", final, err)
+		}
+		if n := a.count(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`); n != 0 {
+			t.Fatalf("final %v: %d sessions idle in a transaction after the panic", final, n)
+		}
+		if n := a.count(`SELECT count(*) FROM charges WHERE idem_key = $1`, keyName); n != 0 {
+			t.Fatalf("final %v: the panicking phase's write is there", final)
+		}
+		again, err := store.Begin(ctx, "alice", keyName, FingerprintOf("POST", "/v1/charges", nil, []byte(chargeBody)))
+		if err != nil || again.Outcome != Claimed {
+			t.Fatalf("final %v: the key after the panic: %+v %v, want claimed afresh", final, again, err)
+		}
+		cancel()
 	}
 }

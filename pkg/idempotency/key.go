@@ -44,10 +44,12 @@ type Key struct {
 	// final is the request's last phase (FinalPhase): written, its
 	// recovery point moved, not committed. Complete stores the response in
 	// it and commits both at once; Release commits it alone. finalPoint is
-	// the point it moves to, and onCommit what waits for its commit.
+	// the point it moves to, onCommit what waits for its commit, and
+	// afterTx what waits for it to end, committed or not.
 	final      pgx.Tx
 	finalPoint string
 	onCommit   []func()
+	afterTx    []func()
 }
 
 type contextKey struct{}
@@ -165,8 +167,12 @@ func (k *Key) phase(ctx context.Context, fn func(tx pgx.Tx) (nextPoint string, e
 	if err != nil {
 		return nil, "", fmt.Errorf("phase: begin: %w", err)
 	}
+	// Rolled back unless handed to the caller: on an error, and when fn
+	// panics (a transaction left open would hold the key's row, and every
+	// row fn locked, until the connection dies).
+	handed := false
 	defer func() {
-		if err != nil {
+		if !handed {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
@@ -196,6 +202,7 @@ func (k *Key) phase(ctx context.Context, fn func(tx pgx.Tx) (nextPoint string, e
 		k.scope, k.value, k.holder, next, k.store.cfg.LockTimeout.Microseconds()); err != nil {
 		return nil, "", fmt.Errorf("phase: advance recovery point: %w", err)
 	}
+	handed = true
 	return tx, next, nil
 }
 
@@ -208,6 +215,7 @@ func (k *Key) commitFinal(ctx context.Context) error {
 	}
 	tx := k.final
 	k.final = nil
+	defer k.endFinal()
 	if err := tx.Commit(ctx); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		k.onCommit = nil
@@ -219,6 +227,40 @@ func (k *Key) commitFinal(ctx context.Context) error {
 	}
 	k.onCommit = nil
 	return nil
+}
+
+// rollbackFinal ends the open final phase without committing it.
+func (k *Key) rollbackFinal(ctx context.Context) {
+	if k.final == nil {
+		return
+	}
+	_ = k.final.Rollback(context.WithoutCancel(ctx))
+	k.final, k.onCommit = nil, nil
+	k.endFinal()
+}
+
+// endFinal runs what waited for the final phase to end (AfterTx).
+func (k *Key) endFinal() {
+	after := k.afterTx
+	k.afterTx = nil
+	for _, fn := range after {
+		fn()
+	}
+}
+
+// AfterTx runs fn once the transaction that holds the writes made so far
+// under ctx has ended, committed or not: at once, unless ctx carries a Key
+// whose final phase is still open; then right after that phase commits or
+// rolls back. It is for what must not happen inside the open phase but
+// must happen either way: releasing a lease on the customer (a network
+// call, which FinalPhase's transaction must not wait on; and the lease is
+// then held until the writes it covers are durable).
+func AfterTx(ctx context.Context, fn func()) {
+	if k := FromContext(ctx); k != nil && k.final != nil {
+		k.afterTx = append(k.afterTx, fn)
+		return
+	}
+	fn()
 }
 
 // OnCommit runs fn once the writes made so far under ctx are committed:
@@ -255,8 +297,7 @@ func (k *Key) Complete(ctx context.Context, resp Response) error {
 		// The final phase holds the key's row: the response joins its
 		// writes, and one commit makes both durable.
 		if _, err := k.final.Exec(ctx, store, k.scope, k.value, k.holder, resp.Status, header, body); err != nil {
-			_ = k.final.Rollback(context.WithoutCancel(ctx))
-			k.final, k.onCommit = nil, nil
+			k.rollbackFinal(ctx)
 			return fmt.Errorf("complete: store response: %w", err)
 		}
 		if err := k.commitFinal(ctx); err != nil {

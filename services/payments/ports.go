@@ -73,6 +73,8 @@ type Store interface {
 	MarkAuthorizing(ctx context.Context, id string, fence Fence) (Payment, error)
 	// FinishPayment records the bank's result and writes the outcome event
 	// to the outbox, in one transaction. A final payment is returned unchanged.
+	// Behind the API that transaction is the request's last and commits
+	// with the stored response, after FinishPayment returns (AfterWrites).
 	FinishPayment(ctx context.Context, id string, fence Fence, result ChargeResult, event events.PaymentOutcomeEvent) (Payment, error)
 	// UnfinishedPayments lists payments not final whose last change is
 	// older than olderThan, by the database clock.
@@ -87,6 +89,15 @@ type Store interface {
 	FinishRefund(ctx context.Context, id string, fence Fence, result RefundResult) (Refund, error)
 	Refund(ctx context.Context, id string) (Refund, error)
 	UnfinishedRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]Refund, error)
+
+	// AfterWrites runs fn once the writes made so far under ctx have ended,
+	// committed or not: at once, or, when the last of them is a request's
+	// final phase still open (FinishPayment, FinishRefund behind the API),
+	// right after it commits with the response or rolls back. The service
+	// releases the customer's lease through it, so the lease covers its
+	// writes until they are durable and no network call runs inside an
+	// open transaction.
+	AfterWrites(ctx context.Context, fn func())
 }
 
 // Locker grants the lease a customer's charge or refund is made under. Two

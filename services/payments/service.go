@@ -182,11 +182,13 @@ func (s *service) underLease(ctx context.Context, p Payment, work func(ctx conte
 	if err != nil {
 		return p, errs.Wrap(errs.Unavailable, "could not lock the customer for charging; retry", err).WithRetryAfter(1)
 	}
-	defer func() {
+	// Released once the writes made under it have ended: behind the API
+	// the last one commits with the response, after work returns.
+	defer s.store.AfterWrites(ctx, func() {
 		if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
 			s.logger.DebugContext(ctx, "lease release", "err", err)
 		}
-	}()
+	})
 	// Work under the lease: if it may have been lost, stop at once.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -293,7 +295,7 @@ func (s *service) RefundPayment(ctx context.Context, caller string, req RefundRe
 	if err != nil {
 		return Refund{}, errs.Wrap(errs.Unavailable, "could not lock the customer for refunding; retry", err).WithRetryAfter(1)
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	defer s.store.AfterWrites(ctx, func() { _ = lease.Release(context.WithoutCancel(ctx)) })
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(lease.Context(), cancel)
@@ -413,7 +415,7 @@ func (s *service) resumeRefund(ctx context.Context, r Refund) error {
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, "could not lock the customer", err)
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	defer s.store.AfterWrites(ctx, func() { _ = lease.Release(context.WithoutCancel(ctx)) })
 	_, err = s.finishRefund(ctx, r, p.BankChargeID, fenceOf(customerLock(p), lease))
 	return err
 }

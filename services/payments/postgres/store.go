@@ -205,6 +205,9 @@ func (s *Store) MarkAuthorizing(ctx context.Context, id string, f payments.Fence
 	return p, err
 }
 
+// AfterWrites implements payments.Store.
+func (s *Store) AfterWrites(ctx context.Context, fn func()) { idempotency.AfterTx(ctx, fn) }
+
 // FinishPayment implements payments.Store.
 func (s *Store) FinishPayment(ctx context.Context, id string, f payments.Fence, result payments.ChargeResult, ev events.PaymentOutcomeEvent) (payments.Payment, error) {
 	var p payments.Payment
