@@ -378,15 +378,7 @@ func (k *Key) forgetIfUnstarted(ctx context.Context) (bool, error) {
 // transaction. A store calls it for every write so it works the same
 // behind the API and behind a queue.
 func Tx(ctx context.Context, pool *pgxpool.Pool, point string, fn func(pgx.Tx) error) error {
-	if key := FromContext(ctx); key != nil {
-		return key.Phase(ctx, func(tx pgx.Tx) (string, error) {
-			if err := fn(tx); err != nil {
-				return "", err
-			}
-			return point, nil
-		})
-	}
-	return pgx.BeginFunc(ctx, pool, fn)
+	return inPhase(ctx, pool, point, fn, (*Key).Phase)
 }
 
 // FinalTx is Tx for a request's last writes. When ctx carries a Key it is
@@ -395,8 +387,15 @@ func Tx(ctx context.Context, pool *pgxpool.Pool, point string, fn func(pgx.Tx) e
 // FinalPhase; what must wait for the commit goes through OnCommit).
 // Without a Key it is a plain transaction, committed before it returns.
 func FinalTx(ctx context.Context, pool *pgxpool.Pool, point string, fn func(pgx.Tx) error) error {
+	return inPhase(ctx, pool, point, fn, (*Key).FinalPhase)
+}
+
+// inPhase runs fn as phase of ctx's Key, ending at point, or as a plain
+// transaction when ctx carries none.
+func inPhase(ctx context.Context, pool *pgxpool.Pool, point string, fn func(pgx.Tx) error,
+	phase func(*Key, context.Context, func(pgx.Tx) (string, error)) error) error {
 	if key := FromContext(ctx); key != nil {
-		return key.FinalPhase(ctx, func(tx pgx.Tx) (string, error) {
+		return phase(key, ctx, func(tx pgx.Tx) (string, error) {
 			if err := fn(tx); err != nil {
 				return "", err
 			}
