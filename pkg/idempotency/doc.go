@@ -51,6 +51,12 @@
 // made but did not record. Brandur Leach describes this design, used at
 // Stripe, in "Implementing Stripe-like Idempotency Keys in Postgres".
 //
+// The last phase may be Key.FinalPhase (FinalTx in a store): its
+// transaction stays open until the middleware stores the response in it,
+// so the work and the answer commit together, one disk flush instead of
+// two. What must wait for that commit registers with OnCommit, what must
+// wait for the phase to end either way (releasing a lease) with AfterTx.
+//
 // # Failures: the 5xx policy
 //
 // A 2xx, 3xx or 4xx response is the answer to the intent and is stored.
