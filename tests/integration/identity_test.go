@@ -21,27 +21,48 @@ import (
 type pki struct {
 	dir string
 	ca  *identity.CA
+
+	// Each identity is issued once: parallel subtests that share their
+	// top-level test's CA (testPKI) start parties of the same identities
+	// (coordinator c1 of each subtest's cluster); writing one identity's
+	// key and certificate twice at once could pair one write's key with
+	// the other's certificate.
+	mu     sync.Mutex
+	issued map[identity.ID]identity.Files
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	ca, err := identity.NewCA("test CA", time.Now(), time.Hour)
+	p, err := newPKIIn(t.TempDir())
 	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{dir: t.TempDir(), ca: ca}
-	if err := ca.WriteCA(p.dir); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
+func newPKIIn(dir string) (*pki, error) {
+	ca, err := identity.NewCA("test CA", time.Now(), time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.WriteCA(dir); err != nil {
+		return nil, err
+	}
+	return &pki{dir: dir, ca: ca, issued: map[identity.ID]identity.Files{}}, nil
+}
+
 func (p *pki) issue(t *testing.T, id identity.ID) identity.Files {
 	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f, ok := p.issued[id]; ok {
+		return f
+	}
 	f, err := p.ca.WriteParty(p.dir, identity.Party{ID: id, Hosts: []string{"127.0.0.1", "localhost"}}, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.issued[id] = f
 	return f
 }
 

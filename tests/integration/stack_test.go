@@ -206,21 +206,51 @@ func waitReadyTLS(t *testing.T, p *proc.Process, url string, client *http.Client
 }
 
 // testPKIs is the CA of each running top-level test: its coordinators,
-// service instances and bank get their certificates from one CA.
-var testPKIs sync.Map
+// service instances and bank get their certificates from one CA, whichever
+// of its subtests starts them.
+var (
+	testPKIsMu sync.Mutex
+	testPKIs   = map[string]*sharedPKI{}
+)
 
-// testPKI returns the CA of t's top-level test, made on first use; it is
-// forgotten (and its directory removed) when the test that made it ends.
+type sharedPKI struct {
+	pki   *pki
+	users int
+}
+
+// testPKI returns the CA of t's top-level test, made on first use. Its
+// directory lives as long as some test that asked for it runs: not the
+// directory of the first subtest that asked (parallel subtests share it,
+// and the first may end first), but one removed when the last user ends.
 func testPKI(t *testing.T) *pki {
 	t.Helper()
 	root, _, _ := strings.Cut(t.Name(), "/")
-	if p, ok := testPKIs.Load(root); ok {
-		return p.(*pki)
+	testPKIsMu.Lock()
+	defer testPKIsMu.Unlock()
+	s, ok := testPKIs[root]
+	if !ok {
+		dir, err := os.MkdirTemp("", "payonce-it-pki-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := newPKIIn(dir)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			t.Fatal(err)
+		}
+		s = &sharedPKI{pki: p}
+		testPKIs[root] = s
 	}
-	p := newPKI(t)
-	testPKIs.Store(root, p)
-	t.Cleanup(func() { testPKIs.Delete(root) })
-	return p
+	s.users++
+	t.Cleanup(func() {
+		testPKIsMu.Lock()
+		defer testPKIsMu.Unlock()
+		if s.users--; s.users == 0 {
+			delete(testPKIs, root)
+			_ = os.RemoveAll(s.pki.dir)
+		}
+	})
+	return s.pki
 }
 
 // bankSim is the simulated bank process, run as a deployment runs it: its
