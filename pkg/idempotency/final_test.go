@@ -319,3 +319,49 @@ func TestPanicInsideAPhaseLeavesNothingOpen(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestRetryRacingAnOpenFinalPhasePastItsLease: the key's lease from the
+// last committed phase has run out while the final phase is still open (a
+// process stalled between its last write and its answer). A retry then
+// tries to take the key over and waits on the row the open phase holds;
+// it must neither run the intent again nor answer before the first attempt
+// ends: when the first attempt stores its answer, the retry gets that
+// answer, replayed, and the bank was called once.
+func TestRetryRacingAnOpenFinalPhasePastItsLease(t *testing.T) {
+	a := newApp(t, Config{LockTimeout: time.Microsecond}, Options{})
+	a.final.Store(true)
+	racing := make(chan reply, 1)
+	hook := func(*Key) {
+		go func() { racing <- a.post("alice", "k", chargeBody) }()
+		// Go on once the retry is waiting on a row lock (it tried to take
+		// the key over), as pg_stat_activity shows.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if a.count(`SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`) > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Error("the racing retry never waited on the key's row")
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	a.afterFinal.Store(&hook)
+	first := a.post("alice", "k", chargeBody)
+	if first.status != http.StatusCreated {
+		t.Fatalf("first: %d %s", first.status, first.body)
+	}
+	var r reply
+	select {
+	case r = <-racing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the racing retry did not answer within 10 s of the first attempt's answer")
+	}
+	if r.status != first.status || r.body != first.body || r.header.Get(ReplayedHeader) != "true" {
+		t.Fatalf("racing retry: %d %v %s; want the first answer replayed (%d %s)", r.status, r.header, r.body, first.status, first.body)
+	}
+	if calls, _ := a.bank.counts(); calls != 1 {
+		t.Fatalf("the bank was called %d times, want once", calls)
+	}
+}
